@@ -1,0 +1,267 @@
+//! The per-entity version index: for every entity, each version's (timestamp, seq), its
+//! kind and deleted flag, its materialized current state when it has been read, and a
+//! snapshot every K versions so that a past read replays fewer than K events.
+//!
+//! Memory per event is one `VersionRef` (16 bytes) plus the frame index entry (16 bytes per
+//! frame, see segment_set.rs); per entity, a map entry and its id. Current states and
+//! snapshots are materialized lazily (a full replay on open reads no JSON) and kept once
+//! built.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::entity::Entity;
+use crate::event::StoreId;
+use crate::projection::{self, Effect};
+use crate::record::RecordView;
+use crate::timestamp::Timestamp;
+
+/// One version of an entity: when it was committed and where its event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VersionRef {
+    pub(crate) ts: i64,
+    pub(crate) seq: u64,
+}
+
+/// A snapshot of an entity's state at a version that is a multiple of K: a deleted flag
+/// byte, then the state as JSON.
+pub(crate) type Snapshot = Arc<[u8]>;
+
+/// Everything the index keeps about one entity.
+#[derive(Debug, Clone)]
+pub(crate) struct EntityRecord {
+    pub(crate) kind: Arc<str>,
+    pub(crate) deleted: bool,
+    pub(crate) versions: Vec<VersionRef>,
+    /// The current state, once materialized.
+    pub(crate) current: Option<Arc<Map<String, Value>>>,
+    /// `snapshots[j - 1]` holds the state at version `j * K`, once built.
+    pub(crate) snapshots: Vec<Option<Snapshot>>,
+}
+
+impl EntityRecord {
+    pub(crate) fn version(&self) -> u64 {
+        self.versions.len() as u64
+    }
+
+    /// The number of versions committed at or before `ts`.
+    pub(crate) fn version_at(&self, ts: i64) -> u64 {
+        self.versions.partition_point(|v| v.ts <= ts) as u64
+    }
+
+    /// The entity at its current version, if materialized.
+    pub(crate) fn current_entity(&self, id: &str) -> Option<Entity> {
+        let state = self.current.as_ref()?;
+        Some(self.entity_with(id, self.version(), (**state).clone(), self.deleted))
+    }
+
+    pub(crate) fn entity_with(&self, id: &str, version: u64, state: Map<String, Value>, deleted: bool) -> Entity {
+        let ts = |v: u64| Timestamp::from_micros(self.versions.get((v as usize).saturating_sub(1)).map_or(0, |r| r.ts));
+        Entity { id: id.to_string(), kind: self.kind.to_string(), version, state, deleted, created_at: ts(1), updated_at: ts(version) }
+    }
+
+    /// How to rebuild `version`: the closest snapshot at or below it (or the current state
+    /// when `version` is the latest) and the seqs of the events to replay on top.
+    pub(crate) fn plan(&self, id: &str, version: u64, every: u64) -> ReadPlan {
+        if version == self.version() {
+            if let Some(entity) = self.current_entity(id) {
+                return ReadPlan { base: Some(entity), replay: Vec::new() };
+            }
+        }
+        let every = every.max(1);
+        let mut j = version / every;
+        let base = loop {
+            if j == 0 {
+                break None;
+            }
+            if let Some(Some(snap)) = self.snapshots.get(j as usize - 1) {
+                match decode_snapshot(snap) {
+                    Some((deleted, state)) => break Some(self.entity_with(id, j * every, state, deleted)),
+                    None => {}
+                }
+            }
+            j -= 1;
+        };
+        let from = base.as_ref().map_or(0, |e| e.version) as usize;
+        let replay = self.versions[from..version as usize].iter().map(|v| v.seq).collect();
+        ReadPlan { base, replay }
+    }
+}
+
+/// The recipe for one read: a starting state and the events to apply to it.
+#[derive(Debug)]
+pub(crate) struct ReadPlan {
+    pub(crate) base: Option<Entity>,
+    pub(crate) replay: Vec<u64>,
+}
+
+pub(crate) fn encode_snapshot(deleted: bool, state: &Map<String, Value>) -> Snapshot {
+    let mut out = vec![u8::from(deleted)];
+    // Serializing a map of JSON values cannot fail.
+    if serde_json::to_writer(&mut out, state).is_err() {
+        out.truncate(1);
+        out.extend_from_slice(b"{}");
+    }
+    out.into()
+}
+
+pub(crate) fn decode_snapshot(snap: &[u8]) -> Option<(bool, Map<String, Value>)> {
+    let (&flag, json) = snap.split_first()?;
+    Some((flag == 1, serde_json::from_slice(json).ok()?))
+}
+
+/// Why a record cannot be applied to the index (the log is inconsistent).
+pub(crate) type IndexError = String;
+
+/// The index over every entity in the store.
+#[derive(Debug, Default)]
+pub(crate) struct EntityIndex {
+    pub(crate) entities: HashMap<Arc<str>, EntityRecord>,
+    kinds: HashSet<Arc<str>>,
+    /// Caller-supplied event id -> seq.
+    pub(crate) caller_ids: HashMap<Box<str>, u64>,
+    /// Seq of an undone event -> seq of the event that undid it.
+    pub(crate) undone_by: HashMap<u64, u64>,
+    pub(crate) store_id: StoreId,
+    /// Snapshot interval K.
+    pub(crate) snapshot_every: u64,
+}
+
+impl EntityIndex {
+    pub(crate) fn new(store_id: StoreId, snapshot_every: u64) -> Self {
+        EntityIndex { store_id, snapshot_every: snapshot_every.max(1), ..Default::default() }
+    }
+
+    fn intern_kind(&mut self, kind: &str) -> Arc<str> {
+        if let Some(k) = self.kinds.get(kind) {
+            return k.clone();
+        }
+        let k: Arc<str> = Arc::from(kind);
+        self.kinds.insert(k.clone());
+        k
+    }
+
+    /// The seq of the event with id `id`, if stored.
+    pub(crate) fn seq_of_id(&self, id: &str, next_seq: u64) -> Option<u64> {
+        if let Some(&seq) = self.caller_ids.get(id) {
+            return Some(seq);
+        }
+        self.store_id.parse_event_id(id).filter(|&s| s < next_seq)
+    }
+
+    /// Adds one committed record to the index (replay and live appends alike). Checks that
+    /// the log is consistent: versions follow each other and kinds do not change.
+    pub(crate) fn apply_record(&mut self, seq: u64, rec: &RecordView<'_>, next_seq: u64) -> Result<(), IndexError> {
+        let kind = rec.event_type.split_once('.').map_or("", |(k, _)| k);
+        let effect = projection::effect_of(rec.event_type);
+        let vref = VersionRef { ts: rec.timestamp, seq };
+        match self.entities.get_mut(rec.entity) {
+            Some(e) => {
+                if rec.version != e.version() + 1 || effect == Effect::Create || *e.kind != *kind {
+                    return Err(format!(
+                        "event seq {seq} ({}) for {} has version {}, but the entity ({}) is at version {}",
+                        rec.event_type,
+                        rec.entity,
+                        rec.version,
+                        e.kind,
+                        e.version()
+                    ));
+                }
+                e.versions.push(vref);
+                match effect {
+                    Effect::Delete => e.deleted = true,
+                    Effect::Restore => e.deleted = false,
+                    Effect::Create | Effect::Patch => {}
+                }
+            }
+            None => {
+                if rec.version != 1 || effect != Effect::Create {
+                    return Err(format!("event seq {seq} ({}) for {} has version {} but the entity does not exist", rec.event_type, rec.entity, rec.version));
+                }
+                let kind = self.intern_kind(kind);
+                self.entities.insert(Arc::from(rec.entity), EntityRecord { kind, deleted: false, versions: vec![vref], current: None, snapshots: Vec::new() });
+            }
+        }
+        if let Some(id) = rec.id {
+            self.caller_ids.insert(id.into(), seq);
+        }
+        if let Some(meta) = rec.metadata {
+            self.note_undo(seq, meta, next_seq);
+        }
+        Ok(())
+    }
+
+    /// Records that the event at `seq` undoes the one its `undoOf` names.
+    fn note_undo(&mut self, seq: u64, metadata: &[u8], next_seq: u64) {
+        #[derive(serde::Deserialize)]
+        struct Links<'a> {
+            #[serde(rename = "undoOf", borrow)]
+            undo_of: Option<std::borrow::Cow<'a, str>>,
+        }
+        if let Ok(Links { undo_of: Some(target) }) = serde_json::from_slice::<Links<'_>>(metadata) {
+            if let Some(target_seq) = self.seq_of_id(&target, next_seq) {
+                self.undone_by.insert(target_seq, seq);
+            }
+        }
+    }
+
+    /// Updates the materialized state of an entity after a live append, if it is
+    /// materialized, and keeps a snapshot every K versions.
+    pub(crate) fn apply_state(&mut self, entity: &str, event_type: &str, data: &Map<String, Value>) {
+        let every = self.snapshot_every;
+        let Some(e) = self.entities.get_mut(entity) else { return };
+        let effect = projection::effect_of(event_type);
+        if effect == Effect::Create {
+            e.current = Some(Arc::new(data.clone()));
+        } else if let Some(cur) = e.current.as_mut() {
+            crate::merge_patch::merge_patch(Arc::make_mut(cur), data);
+        }
+        let version = e.version();
+        if version % every == 0 {
+            if let Some(cur) = e.current.as_ref() {
+                let j = (version / every) as usize;
+                if e.snapshots.len() < j {
+                    e.snapshots.resize(j, None);
+                }
+                e.snapshots[j - 1] = Some(encode_snapshot(e.deleted, cur));
+            }
+        }
+    }
+
+    /// Installs states computed by a read: the current state (if `entity.version` is still
+    /// the latest) and the snapshots passed on the way.
+    pub(crate) fn install(&mut self, id: &str, current: Option<&Entity>, snapshots: Vec<(u64, Snapshot)>) {
+        let every = self.snapshot_every;
+        let Some(e) = self.entities.get_mut(id) else { return };
+        if let Some(cur) = current {
+            if cur.version == e.version() && e.current.is_none() {
+                e.current = Some(Arc::new(cur.state.clone()));
+            }
+        }
+        for (version, snap) in snapshots {
+            let j = (version / every) as usize;
+            if j == 0 || version % every != 0 || version > e.version() {
+                continue;
+            }
+            if e.snapshots.len() < j {
+                e.snapshots.resize(j, None);
+            }
+            e.snapshots[j - 1].get_or_insert(snap);
+        }
+    }
+
+    /// Bytes of memory the index holds for versions, snapshots and ids (an estimate used by
+    /// the benchmarks and stats).
+    pub(crate) fn memory_estimate(&self) -> (usize, usize) {
+        let mut index = self.entities.capacity() * (std::mem::size_of::<Arc<str>>() + std::mem::size_of::<EntityRecord>() + 8);
+        let mut snapshots = 0;
+        for (id, e) in &self.entities {
+            index += id.len() + e.versions.capacity() * std::mem::size_of::<VersionRef>() + e.snapshots.capacity() * 16;
+            snapshots += e.snapshots.iter().flatten().map(|s| s.len()).sum::<usize>();
+        }
+        index += self.caller_ids.capacity() * 40 + self.caller_ids.keys().map(|k| k.len()).sum::<usize>();
+        (index, snapshots)
+    }
+}

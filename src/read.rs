@@ -1,0 +1,152 @@
+//! The read path: events by seq, and entities at a version, rebuilt from the nearest
+//! snapshot plus fewer than K events. Locks are held only to copy what a read needs; file
+//! reads and JSON folding happen outside them.
+
+use std::sync::Arc;
+
+use crate::entity::Entity;
+use crate::entity_index::{self, Snapshot};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::projection;
+use crate::segment_set;
+use crate::store::Shared;
+
+/// The event at `seq`.
+pub(crate) fn event(shared: &Shared, seq: u64) -> Result<Event> {
+    let located = shared.view.read().log.locate(seq);
+    let (segment, offset, _) = located.ok_or_else(|| Error::invalid("seq", format!("seq {seq} is not in the log")))?;
+    let ev = segment_set::read_event(&segment, offset, seq, &shared.dicts)?;
+    if ev.seq != seq {
+        return Err(Error::corruption(&segment.path, offset, format!("read seq {} where {seq} was expected", ev.seq)));
+    }
+    Ok(ev)
+}
+
+/// The entity `id` as of `version` (1-based); `None` if it does not exist or `version` is 0.
+pub(crate) fn version(shared: &Shared, id: &str, version: u64) -> Result<Option<Entity>> {
+    let plan = {
+        let view = shared.view.read();
+        let Some(rec) = view.index.entities.get(id) else { return Ok(None) };
+        if version == 0 || version > rec.version() {
+            return Ok(None);
+        }
+        rec.plan(id, version, view.index.snapshot_every)
+    };
+    if plan.replay.is_empty() {
+        return Ok(plan.base);
+    }
+    let every = shared.options.snapshot_every_versions.max(1);
+    let mut entity = plan.base;
+    let mut snapshots: Vec<(u64, Snapshot)> = Vec::new();
+    for seq in &plan.replay {
+        let ev = event(shared, *seq)?;
+        if ev.entity != id {
+            return Err(Error::corruption(&shared.dir, 0, format!("index points {id} at seq {seq}, which is an event of {}", ev.entity)));
+        }
+        projection::apply(&mut entity, &ev.entity, &ev.event_type, ev.version, ev.timestamp, projection::data_object(&ev.data));
+        if let Some(e) = entity.as_ref().filter(|e| e.version % every == 0) {
+            snapshots.push((e.version, entity_index::encode_snapshot(e.deleted, &e.state)));
+        }
+    }
+    let latest = entity.as_ref().filter(|e| e.version == version);
+    shared.view.write().index.install(id, latest, snapshots);
+    Ok(entity)
+}
+
+/// The current state of `id`.
+pub(crate) fn current(shared: &Shared, id: &str) -> Result<Option<Entity>> {
+    let latest = {
+        let view = shared.view.read();
+        match view.index.entities.get(id) {
+            None => return Ok(None),
+            Some(rec) => match rec.current_entity(id) {
+                Some(e) => return Ok(Some(e)),
+                None => rec.version(),
+            },
+        }
+    };
+    version(shared, id, latest)
+}
+
+/// The version of `id` in effect at `ts` (0 when it did not exist yet).
+pub(crate) fn version_at(shared: &Shared, id: &str, ts: i64) -> Option<u64> {
+    shared.view.read().index.entities.get(id).map(|rec| rec.version_at(ts))
+}
+
+/// Every event of `id`, in version order.
+pub(crate) fn history(shared: &Shared, id: &str) -> Result<Vec<Event>> {
+    let seqs: Vec<u64> = {
+        let view = shared.view.read();
+        match view.index.entities.get(id) {
+            Some(rec) => rec.versions.iter().map(|v| v.seq).collect(),
+            None => return Ok(Vec::new()),
+        }
+    };
+    seqs.into_iter().map(|seq| event(shared, seq)).collect()
+}
+
+/// Every entity id, sorted.
+pub(crate) fn entity_ids(shared: &Shared) -> Vec<Arc<str>> {
+    let mut ids: Vec<Arc<str>> = shared.view.read().index.entities.keys().cloned().collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The events matching `q`, in seq order.
+pub(crate) fn events(shared: &Shared, q: &crate::event_query::EventQuery) -> Result<Vec<Event>> {
+    let limit = q.limit.unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    if let Some(id) = &q.entity {
+        let seqs: Vec<u64> = {
+            let view = shared.view.read();
+            let Some(rec) = view.index.entities.get(id.as_str()) else { return Ok(out) };
+            rec.versions.iter().filter(|v| v.seq > q.after_seq && q.matches_time(v.ts)).map(|v| v.seq).collect()
+        };
+        for seq in seqs {
+            let ev = event(shared, seq)?;
+            if q.matches(&ev) {
+                out.push(ev);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let mut position = shared.view.read().log.frame_position(q.after_seq.saturating_add(1));
+    loop {
+        let frames = shared.view.read().log.frames_at(position, 64);
+        if frames.is_empty() {
+            return Ok(out);
+        }
+        position += frames.len();
+        for (segment, offset) in frames {
+            let (bytes, header) = segment.frame_at(offset)?;
+            if header.next_seq() <= q.after_seq.saturating_add(1) || !q.frame_may_match(header.min_ts, header.max_ts) {
+                continue;
+            }
+            let frame = crate::frame::DecodedFrame::decode(&bytes, segment.header.salt, &shared.dicts).map_err(|r| Error::corruption(&segment.path, offset, r))?;
+            let store = crate::event::StoreId(segment.header.store_id);
+            frame
+                .for_each_record(|seq, rec| {
+                    let cheap = seq > q.after_seq
+                        && out.len() < limit
+                        && q.matches_time(rec.timestamp)
+                        && q.matches_type(rec.event_type)
+                        && q.actor.as_deref().is_none_or(|a| Some(a) == rec.actor);
+                    if cheap {
+                        out.push(segment_set::to_event(&rec, seq, header.base_seq, store)?);
+                    }
+                    Ok(())
+                })
+                .map_err(|r| Error::corruption(&segment.path, offset, r))?;
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Opening a store: lock, load dictionaries, walk every segment, rebuild the index, and
+//! decide what a damaged frame means.
+//!
+//! The rules (format-spec.md, "Recovery"):
+//! - A bad frame at the end of the last segment with no valid frame after it is a torn
+//!   tail, what a crash mid-write leaves: it is cut off (unless `Recovery::Strict`).
+//! - Any other bad frame (valid data after it, a bad frame in a sealed segment, a broken
+//!   seq chain, a segment missing its trailer) is corruption: open fails with
+//!   `Error::Corruption` naming the file and offset, unless `Recovery::SalvagePrefix`, which
+//!   keeps everything before the first bad frame and moves the rest aside.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::dictionary::{self, Dictionaries};
+use crate::entity_index::EntityIndex;
+use crate::error::{Error, Result};
+use crate::event::StoreId;
+use crate::format;
+use crate::frame::{DecodedFrame, FrameEncoder};
+use crate::options::{Options, Recovery};
+use crate::segment::{self, FrameScan, HeaderError, SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
+use crate::segment_set::{FrameRef, SegmentHandle, SegmentSet};
+use crate::storage::Storage;
+use crate::store::Shared;
+use crate::writer::{self, ActiveSegment, Sampler, View, Writer};
+
+/// The first bad spot found in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Position of the damaged segment in seq order.
+    pub segment: usize,
+    /// The damaged segment file.
+    pub path: PathBuf,
+    /// Offset of the first bad byte (the start of the bad frame).
+    pub offset: u64,
+    /// What check failed.
+    pub reason: String,
+    /// True when this is a torn tail (nothing valid follows in the last segment).
+    pub torn_tail: bool,
+    /// The first seq not kept if the log is cut here.
+    pub first_lost_seq: u64,
+}
+
+/// The state rebuilt from the log's good prefix.
+pub(crate) struct Replayed {
+    pub(crate) store_id: StoreId,
+    pub(crate) log: SegmentSet,
+    pub(crate) index: EntityIndex,
+    pub(crate) next_seq: u64,
+    pub(crate) last_ts: i64,
+    /// The last segment's frames, timestamps and raw bytes (to seal it later).
+    pub(crate) tail: Option<ActiveSegment>,
+    /// Whether the last segment is sealed.
+    pub(crate) last_sealed: bool,
+    pub(crate) damage: Option<Damage>,
+}
+
+/// What the directory holds, by file type.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub(crate) segments: Vec<(u64, String)>,
+    pub(crate) dictionaries: Vec<(u32, String)>,
+    pub(crate) checkpoints: Vec<(u64, String)>,
+    pub(crate) temporary: Vec<String>,
+    pub(crate) foreign: Vec<String>,
+}
+
+pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
+    let mut listing = Listing::default();
+    for name in storage.list_dir(dir).map_err(|e| Error::io(dir, e))? {
+        if let Some(seq) = format::parse_segment_file_name(&name) {
+            listing.segments.push((seq, name));
+        } else if let Some(id) = dictionary::parse_dict_file_name(&name) {
+            listing.dictionaries.push((id, name));
+        } else if let Some(seq) = format::parse_checkpoint_file_name(&name) {
+            listing.checkpoints.push((seq, name));
+        } else if name.ends_with(".tmp") {
+            listing.temporary.push(name);
+        } else if name != format::LOCK_FILE && !name.ends_with(".salvaged") {
+            listing.foreign.push(name);
+        }
+    }
+    listing.segments.sort();
+    listing.dictionaries.sort();
+    listing.checkpoints.sort();
+    Ok(listing)
+}
+
+/// Loads and checks every dictionary file.
+pub(crate) fn load_dictionaries(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<Dictionaries> {
+    let dicts = Dictionaries::default();
+    for (id, name) in &listing.dictionaries {
+        let path = dir.join(name);
+        let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+        let (file_id, dict) = dictionary::decode_file(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
+        if file_id != *id {
+            return Err(Error::corruption(&path, 12, format!("dictionary id {file_id} does not match its file name")));
+        }
+        dicts.insert(*id, dict.to_vec());
+    }
+    Ok(dicts)
+}
+
+/// Walks the log from the first segment, replaying every good frame into a fresh index and
+/// stopping at the first damage.
+pub(crate) fn replay(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dicts: &Dictionaries, snapshot_every: u64) -> Result<Replayed> {
+    let mut out = Replayed {
+        store_id: StoreId(0),
+        log: SegmentSet::default(),
+        index: EntityIndex::new(StoreId(0), snapshot_every),
+        next_seq: 1,
+        last_ts: i64::MIN,
+        tail: None,
+        last_sealed: false,
+        damage: None,
+    };
+    let count = listing.segments.len();
+    for (i, (base, name)) in listing.segments.iter().enumerate() {
+        let last = i + 1 == count;
+        let path = dir.join(name);
+        let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+        let header = match SegmentHeader::parse(&bytes) {
+            Ok(h) => h,
+            Err(HeaderError::BadMagic) if i == 0 => return Err(Error::NotAStore { path, reason: "the first segment does not start with strata's magic number".into() }),
+            Err(HeaderError::NewerVersion(found)) => return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION }),
+            Err(e) => {
+                let reason = match e {
+                    HeaderError::Damaged(r) => r.to_string(),
+                    _ => "segment header has a bad magic number".into(),
+                };
+                // A crash while creating a segment leaves at most a partial header: nothing
+                // in it was ever acknowledged.
+                let torn = last && bytes.len() <= SEGMENT_HEADER_BYTES && (i == 0 || out.last_sealed);
+                out.damage = Some(Damage { segment: i, path, offset: 0, reason, torn_tail: torn, first_lost_seq: out.next_seq });
+                return Ok(out);
+            }
+        };
+        if i == 0 {
+            out.store_id = StoreId(header.store_id);
+            out.index.store_id = out.store_id;
+        }
+        let damage_at = |offset: u64, reason: String, first_lost_seq: u64| Damage { segment: i, path: path.clone(), offset, reason, torn_tail: false, first_lost_seq };
+        if header.store_id != out.store_id.0 {
+            out.damage = Some(damage_at(24, "segment belongs to another store (store id differs)".into(), out.next_seq));
+            return Ok(out);
+        }
+        if header.base_seq != *base || header.base_seq != out.next_seq {
+            out.damage = Some(damage_at(16, format!("segment starts at seq {} but seq {} was expected", header.base_seq, out.next_seq), out.next_seq));
+            return Ok(out);
+        }
+        let handle = Arc::new(SegmentHandle::new(path.clone(), header, storage.clone(), bytes.clone()));
+        let segment_no = out.log.segments.len();
+        out.log.segments.push(handle.clone());
+        let (end, sealed) = match Trailer::find(&bytes) {
+            Some(Ok(t)) => (t.index_offset as usize, Some(t)),
+            Some(Err((offset, reason))) if !last => {
+                out.damage = Some(damage_at(offset, reason.into(), out.next_seq));
+                return Ok(out);
+            }
+            None if !last => {
+                out.damage = Some(damage_at(bytes.len() as u64, "segment has no trailer but a later segment exists".into(), out.next_seq));
+                return Ok(out);
+            }
+            _ => (bytes.len(), None),
+        };
+        let mut active = ActiveSegment::new(handle.clone(), storage.open(&path).map_err(|e| Error::io(&path, e))?, segment_no, SEGMENT_HEADER_BYTES as u64);
+        let mut scan = FrameScan::new(&bytes, header.salt, SEGMENT_HEADER_BYTES, end, out.next_seq);
+        for item in scan.by_ref() {
+            let frame = match item {
+                Ok(f) => f,
+                Err(bad) => {
+                    let torn = last && sealed.is_none() && segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
+                    out.damage = Some(Damage { torn_tail: torn, ..damage_at(bad.offset, bad.reason, out.next_seq) });
+                    out.tail = Some(active);
+                    return Ok(out);
+                }
+            };
+            let decoded = DecodedFrame::decode(frame.bytes, header.salt, dicts).map_err(|r| Error::corruption(&path, frame.offset, r))?;
+            let next_seq = frame.header.next_seq();
+            decoded
+                .for_each_record(|seq, rec| out.index.apply_record(seq, &rec, next_seq))
+                .map_err(|r| Error::corruption(&path, frame.offset, format!("{r} (the frame's CRC is valid: the log is inconsistent)")))?;
+            out.log.frames.push(FrameRef::new(frame.header.base_seq, segment_no, frame.offset));
+            out.next_seq = next_seq;
+            out.last_ts = out.last_ts.max(frame.header.max_ts);
+            active.frames.push((frame.header.base_seq, frame.offset));
+            active.len = frame.offset + u64::from(frame.header.len);
+            active.min_ts = active.min_ts.min(frame.header.min_ts);
+            active.max_ts = active.max_ts.max(frame.header.max_ts);
+            active.raw_bytes += u64::from(frame.header.raw_len);
+            active.next_seq = next_seq;
+        }
+        out.last_sealed = sealed.is_some();
+        if let Some(t) = sealed {
+            let listed: Vec<(u64, u64)> = t.frames.clone();
+            if scan.position() != t.index_offset || t.next_seq != out.next_seq || listed != active.frames {
+                out.damage = Some(damage_at(t.index_offset, "trailer does not match the segment's frames".into(), out.next_seq));
+                return Ok(out);
+            }
+        }
+        out.tail = Some(active);
+    }
+    Ok(out)
+}
+
+/// Cuts the log at `damage`: the bytes from the damaged offset on and every later segment
+/// are moved into `*.salvaged` files next to the store (or, for a torn tail, dropped).
+/// Returns the salvage files written.
+pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, damage: &Damage, keep_aside: bool) -> Result<Vec<PathBuf>> {
+    let mut moved = Vec::new();
+    let io = |p: &Path, e| Error::io(p, e);
+    for (_, name) in listing.segments.iter().skip(damage.segment + 1) {
+        let from = dir.join(name);
+        let to = dir.join(format!("{name}.salvaged"));
+        storage.rename(&from, &to).map_err(|e| io(&from, e))?;
+        moved.push(to);
+    }
+    let path = &damage.path;
+    let bytes = storage.read_all(path).map_err(|e| io(path, e))?;
+    let offset = (damage.offset as usize).min(bytes.len());
+    if damage.offset == 0 {
+        // The header itself is bad: the whole file goes aside.
+        let to = PathBuf::from(format!("{}.salvaged", path.display()));
+        storage.rename(path, &to).map_err(|e| io(path, e))?;
+        moved.push(to);
+    } else {
+        if keep_aside && offset < bytes.len() {
+            let name = format!("{}.{}.salvaged", path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), offset);
+            let aside = dir.join(name);
+            let file = storage.create_new(&aside).map_err(|e| io(&aside, e))?;
+            file.append(&bytes[offset..]).map_err(|e| io(&aside, e))?;
+            file.sync_data().map_err(|e| io(&aside, e))?;
+            moved.push(aside);
+        }
+        drop(bytes);
+        let file = storage.open(path).map_err(|e| io(path, e))?;
+        file.set_len(offset as u64).map_err(|e| io(path, e))?;
+        file.sync_data().map_err(|e| io(path, e))?;
+    }
+    storage.sync_dir(dir).map_err(|e| io(dir, e))?;
+    Ok(moved)
+}
+
+/// Opens (or creates) the store in `dir`.
+pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> Result<Shared> {
+    storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut listing = list(storage.as_ref(), dir)?;
+    if listing.segments.is_empty() && !listing.foreign.is_empty() {
+        return Err(Error::NotAStore { path: dir.to_path_buf(), reason: format!("it holds other files ({}) and no strata segments", listing.foreign.join(", ")) });
+    }
+    let lock_path = dir.join(format::LOCK_FILE);
+    let lock = storage.try_lock(&lock_path).map_err(|e| Error::io(&lock_path, e))?.ok_or_else(|| Error::Locked { path: dir.to_path_buf() })?;
+    for name in &listing.temporary {
+        let path = dir.join(name);
+        storage.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    let dicts = load_dictionaries(storage.as_ref(), dir, &listing)?;
+    let mut replayed = replay(&storage, dir, &listing, &dicts, options.snapshot_every_versions)?;
+    if let Some(damage) = replayed.damage.take() {
+        match (damage.torn_tail, options.recovery) {
+            (true, Recovery::TolerateTornTail | Recovery::SalvagePrefix) => {
+                tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason, "cutting a torn tail left by a crash");
+                cut(&storage, dir, &listing, &damage, false)?;
+            }
+            (false, Recovery::SalvagePrefix) => {
+                let moved = cut(&storage, dir, &listing, &damage, true)?;
+                tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason, first_lost_seq = damage.first_lost_seq, moved = ?moved, "salvaged the log's prefix; the rest was moved aside");
+            }
+            (torn, _) => {
+                let reason = if torn { format!("torn tail: {} (Recovery::Strict)", damage.reason) } else { damage.reason.clone() };
+                return Err(Error::corruption(&damage.path, damage.offset, reason));
+            }
+        }
+        // Replay again from the (now clean) log: simple, and recovery is rare.
+        listing = list(storage.as_ref(), dir)?;
+        replayed = replay(&storage, dir, &listing, &dicts, options.snapshot_every_versions)?;
+        if let Some(d) = replayed.damage {
+            return Err(Error::corruption(&d.path, d.offset, format!("{} (still damaged after recovery)", d.reason)));
+        }
+    }
+    finish_open(dir, options, storage, lock, dicts, replayed, &listing)
+}
+
+fn finish_open(dir: &Path, options: Options, storage: Arc<dyn Storage>, lock: Box<dyn std::any::Any + Send + Sync>, dicts: Dictionaries, mut replayed: Replayed, listing: &Listing) -> Result<Shared> {
+    if listing.segments.is_empty() || replayed.log.segments.is_empty() {
+        replayed.store_id = StoreId(writer::random_u64());
+        replayed.index.store_id = replayed.store_id;
+    }
+    let needs_new_segment = replayed.last_sealed || replayed.tail.is_none();
+    let active = match replayed.tail.take() {
+        Some(tail) if !needs_new_segment => tail,
+        _ => {
+            let (handle, file) = writer::create_segment(&storage, dir, replayed.store_id, replayed.next_seq)?;
+            replayed.log.segments.push(handle.clone());
+            ActiveSegment::new(handle, file, replayed.log.segments.len() - 1, SEGMENT_HEADER_BYTES as u64)
+        }
+    };
+    let mut encoder = FrameEncoder::new(options.compression_level).map_err(|e| Error::io(dir, e))?;
+    let dict_ids = dicts.ids();
+    if let Some(&id) = dict_ids.iter().filter(|&&id| id > 0).max() {
+        let bytes = dicts.bytes(id).unwrap_or_default();
+        encoder.use_dictionary(id, &bytes).map_err(|e| Error::io(dir.join(dictionary::dict_file_name(id)), e))?;
+    }
+    let has_dict = encoder.dict_id() != 0;
+    let writer = Writer {
+        active,
+        encoder,
+        next_seq: replayed.next_seq,
+        last_ts: replayed.last_ts,
+        poisoned: None,
+        sampler: (options.train_dictionary && !has_dict).then(Sampler::default),
+        next_dict_id: dict_ids.iter().max().copied().unwrap_or(0) + 1,
+        dirty: false,
+        events_since_checkpoint: 0,
+        bytes_since_checkpoint: 0,
+    };
+    let view = View { log: replayed.log, index: replayed.index, next_seq: replayed.next_seq, last_ts: replayed.last_ts };
+    Ok(Shared {
+        dir: dir.to_path_buf(),
+        storage,
+        options,
+        store_id: replayed.store_id,
+        dicts: Arc::new(dicts),
+        view: RwLock::new(view),
+        writer: Mutex::new(writer),
+        queue: Mutex::new(Vec::new()),
+        validators: RwLock::new(Default::default()),
+        _lock: lock,
+    })
+}

@@ -1,0 +1,175 @@
+//! The ordered set of segments and the frame index (seq -> file and offset) over them:
+//! every read of an event by seq goes through here.
+//!
+//! Reads take `Bytes` views of segment files: sealed segments are mapped once; the active
+//! segment is re-mapped when a read needs bytes committed after the last mapping. Nothing is
+//! read past what the writer has committed, because the frame index only lists committed
+//! frames.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::dictionary::Dictionaries;
+use crate::error::{Error, Result};
+use crate::event::{Event, StoreId};
+use crate::frame::{self, DecodedFrame, FrameHeader};
+use crate::record::RecordView;
+use crate::segment::SegmentHeader;
+use crate::storage::Storage;
+use crate::timestamp::Timestamp;
+
+/// Offsets inside a segment are kept in the low 40 bits of a location; the segment's
+/// position in the set in the high 24.
+const OFFSET_BITS: u32 = 40;
+/// The largest segment the location packing allows (1 TiB).
+pub(crate) const MAX_SEGMENT_BYTES: u64 = 1 << OFFSET_BITS;
+
+/// One segment file, open for reading.
+#[derive(Debug)]
+pub(crate) struct SegmentHandle {
+    pub(crate) path: PathBuf,
+    pub(crate) header: SegmentHeader,
+    storage: Arc<dyn Storage>,
+    mapped: RwLock<Bytes>,
+}
+
+impl SegmentHandle {
+    pub(crate) fn new(path: PathBuf, header: SegmentHeader, storage: Arc<dyn Storage>, mapped: Bytes) -> Self {
+        SegmentHandle { path, header, storage, mapped: RwLock::new(mapped) }
+    }
+
+    /// A view of the file that covers at least `[0, end)`.
+    pub(crate) fn bytes_to(&self, end: u64) -> Result<Bytes> {
+        {
+            let mapped = self.mapped.read();
+            if mapped.len() as u64 >= end {
+                return Ok(mapped.clone());
+            }
+        }
+        let fresh = self.storage.read_all(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        if (fresh.len() as u64) < end {
+            return Err(Error::corruption(&self.path, fresh.len() as u64, format!("segment ends before committed offset {end}")));
+        }
+        *self.mapped.write() = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// The frame starting at `offset`, after checking its header (not its CRC).
+    pub(crate) fn frame_at(&self, offset: u64) -> Result<(Bytes, FrameHeader)> {
+        let head = self.bytes_to(offset + frame::FRAME_HEADER_BYTES as u64)?;
+        let header = FrameHeader::parse(&head[offset as usize..]).map_err(|r| Error::corruption(&self.path, offset, r))?;
+        let end = offset + u64::from(header.len);
+        let bytes = self.bytes_to(end)?;
+        Ok((bytes.slice(offset as usize..end as usize), header))
+    }
+}
+
+/// Where a frame is: its first seq and its packed location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameRef {
+    pub(crate) base_seq: u64,
+    location: u64,
+}
+
+impl FrameRef {
+    pub(crate) fn new(base_seq: u64, segment: usize, offset: u64) -> Self {
+        debug_assert!(offset < MAX_SEGMENT_BYTES && segment < (1 << (64 - OFFSET_BITS)));
+        FrameRef { base_seq, location: ((segment as u64) << OFFSET_BITS) | offset }
+    }
+
+    pub(crate) fn segment(&self) -> usize {
+        (self.location >> OFFSET_BITS) as usize
+    }
+
+    pub(crate) fn offset(&self) -> u64 {
+        self.location & (MAX_SEGMENT_BYTES - 1)
+    }
+}
+
+/// The segments of a store and the index of their committed frames.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentSet {
+    pub(crate) segments: Vec<Arc<SegmentHandle>>,
+    pub(crate) frames: Vec<FrameRef>,
+}
+
+impl SegmentSet {
+    /// The frame holding `seq`, as (segment, offset, frame's base seq).
+    pub(crate) fn locate(&self, seq: u64) -> Option<(Arc<SegmentHandle>, u64, u64)> {
+        let i = self.frames.partition_point(|f| f.base_seq <= seq).checked_sub(1)?;
+        let f = self.frames[i];
+        Some((self.segments.get(f.segment())?.clone(), f.offset(), f.base_seq))
+    }
+
+    /// The position in the frame index of the frame that holds `seq` (or of the first frame
+    /// after it).
+    pub(crate) fn frame_position(&self, seq: u64) -> usize {
+        self.frames.partition_point(|f| f.base_seq <= seq).saturating_sub(1)
+    }
+
+    /// Up to `max` frames from position `position` of the frame index.
+    pub(crate) fn frames_at(&self, position: usize, max: usize) -> Vec<(Arc<SegmentHandle>, u64)> {
+        let frames = self.frames.get(position..).unwrap_or_default();
+        frames.iter().take(max).filter_map(|f| Some((self.segments.get(f.segment())?.clone(), f.offset()))).collect()
+    }
+}
+
+/// Turns a decoded record into an [`Event`], parsing its JSON.
+pub(crate) fn to_event(rec: &RecordView<'_>, seq: u64, batch: u64, store: StoreId) -> std::result::Result<Event, String> {
+    let data: serde_json::Value = serde_json::from_slice(rec.data).map_err(|e| format!("event data is not JSON: {e}"))?;
+    let metadata = match rec.metadata {
+        Some(m) => serde_json::from_slice(m).map_err(|e| format!("event metadata is not JSON: {e}"))?,
+        None => serde_json::Value::Object(Default::default()),
+    };
+    Ok(Event {
+        seq,
+        id: rec.id.map_or_else(|| store.event_id(seq), str::to_string),
+        event_type: rec.event_type.to_string(),
+        entity: rec.entity.to_string(),
+        actor: rec.actor.map(str::to_string),
+        timestamp: Timestamp::from_micros(rec.timestamp),
+        version: rec.version,
+        data,
+        metadata,
+        batch,
+        store,
+    })
+}
+
+/// Reads the single event `seq` from the frame at `offset` of `segment`, decompressing only
+/// the chunk that holds it.
+pub(crate) fn read_event(segment: &SegmentHandle, offset: u64, seq: u64, dicts: &Dictionaries) -> Result<Event> {
+    let (bytes, header) = segment.frame_at(offset)?;
+    let corrupt = |reason: String| Error::corruption(&segment.path, offset, reason);
+    let entries = frame::chunk_table(&bytes, &header).map_err(|r| corrupt(r.into()))?;
+    let mut first = header.base_seq;
+    for (i, entry) in entries.iter().enumerate() {
+        let next = first + u64::from(entry.records);
+        if seq < next {
+            let at = frame::chunk_offset(&entries, i);
+            let stored = &bytes[at..at + entry.stored_len as usize];
+            let raw = frame::decode_chunk(stored, entry, header.dict_id, dicts).map_err(|r| corrupt(format!("chunk {i}: {r}")))?;
+            let want = (seq - first) as usize;
+            let mut found = None;
+            frame::decode_records(&raw, &header, entry.records, |j, rec| {
+                if j == want {
+                    found = Some(to_event(&rec, seq, header.base_seq, StoreId(segment.header.store_id))?);
+                }
+                Ok(())
+            })
+            .map_err(&corrupt)?;
+            return found.ok_or_else(|| corrupt(format!("seq {seq} is not in its frame")));
+        }
+        first = next;
+    }
+    Err(corrupt(format!("seq {seq} is past the end of its frame")))
+}
+
+/// Decodes the whole frame at `offset` (checking its CRC).
+pub(crate) fn read_frame(segment: &SegmentHandle, offset: u64, dicts: &Dictionaries) -> Result<DecodedFrame> {
+    let (bytes, _) = segment.frame_at(offset)?;
+    DecodedFrame::decode(&bytes, segment.header.salt, dicts).map_err(|r| Error::corruption(&segment.path, offset, r))
+}

@@ -1,0 +1,140 @@
+//! All file I/O goes through [`Storage`], so that tests can swap the real file system for
+//! one that loses un-synced writes, tears writes and fails the k-th operation.
+//!
+//! The contract mirrors POSIX: data appended to a file is durable only after `sync_data`;
+//! a newly created, renamed or removed directory entry is durable only after `sync_dir` on
+//! its directory.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A file handle from a [`Storage`].
+pub trait StorageFile: Send + Sync + Debug {
+    /// The file's current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Fills `buf` from `offset`; an error if the file ends first.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Appends `data` at the end of the file.
+    fn append(&self, data: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Truncates (or extends with zeros) the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// A file system: the real one ([`FsStorage`]) or a fault-injecting one in tests.
+pub trait Storage: Send + Sync + Debug + 'static {
+    /// Creates `dir` and its parents if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names of the entries in `dir`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Opens an existing file for reading and appending.
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
+    /// Creates a new, empty file (an error if it exists).
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
+    /// The whole content of a file that no longer changes (memory-mapped where possible).
+    fn read_all(&self, path: &Path) -> io::Result<Bytes>;
+    /// Renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing) until the returned guard is
+    /// dropped; `Ok(None)` when another holder has it.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>>;
+}
+
+/// The real file system.
+///
+/// ```
+/// use strata::{FsStorage, Storage};
+/// let dir = tempfile::tempdir()?;
+/// FsStorage.create_dir_all(&dir.path().join("a/b"))?;
+/// assert_eq!(FsStorage.list_dir(&dir.path().join("a"))?, vec!["b".to_string()]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsStorage;
+
+#[derive(Debug)]
+struct FsFile(File);
+
+impl StorageFile for FsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+
+    fn append(&self, data: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(data)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Storage for FsStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let file = OpenOptions::new().read(true).append(true).open(path)?;
+        Ok(Arc::new(FsFile(file)))
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let file = OpenOptions::new().read(true).append(true).create_new(true).open(path)?;
+        Ok(Arc::new(FsFile(file)))
+    }
+
+    fn read_all(&self, path: &Path) -> io::Result<Bytes> {
+        let file = File::open(path)?;
+        crate::mmap::map_read_only(&file)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

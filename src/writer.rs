@@ -1,0 +1,588 @@
+//! The write path: group commit of batches into frames, one write and one fsync per group,
+//! segment roll and seal, dictionary training, and the poisoning rule.
+//!
+//! Appenders queue their batch and take the writer lock; whoever gets it first commits
+//! every batch queued at that moment (a group), the others find their result ready when
+//! they get the lock. A group is checked against the current state (plus the group's own
+//! earlier batches), encoded as one frame per batch, written with one `append` and made
+//! durable with one `sync_data`, and only then applied to the in-memory index: readers
+//! never see an event that is not durable, and a failed batch writes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::dictionary;
+use crate::entity::Entity;
+use crate::entity_index::EntityIndex;
+use crate::error::{Error, Result};
+use crate::event::{self, Event, NewEvent, Operation, RESERVED_METADATA_KEYS, StoreId};
+use crate::format;
+use crate::frame::FrameEncoder;
+use crate::options::Durability;
+use crate::projection;
+use crate::record::RecordView;
+use crate::segment::{SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
+use crate::segment_set::{FrameRef, SegmentHandle, SegmentSet};
+use crate::storage::{Storage, StorageFile};
+use crate::store::Shared;
+use crate::timestamp::Timestamp;
+
+/// What readers see: the committed log and the index over it.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub(crate) log: SegmentSet,
+    pub(crate) index: EntityIndex,
+    /// The seq the next event will get.
+    pub(crate) next_seq: u64,
+    /// The newest timestamp in the log.
+    pub(crate) last_ts: i64,
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub(crate) handle: Arc<SegmentHandle>,
+    pub(crate) file: Arc<dyn StorageFile>,
+    pub(crate) segment_no: usize,
+    pub(crate) len: u64,
+    pub(crate) frames: Vec<(u64, u64)>,
+    pub(crate) min_ts: i64,
+    pub(crate) max_ts: i64,
+    pub(crate) raw_bytes: u64,
+    /// The seq after the segment's last frame.
+    pub(crate) next_seq: u64,
+}
+
+impl ActiveSegment {
+    /// An active segment with no frames yet, `len` bytes long.
+    pub(crate) fn new(handle: Arc<SegmentHandle>, file: Arc<dyn StorageFile>, segment_no: usize, len: u64) -> Self {
+        let next_seq = handle.header.base_seq;
+        ActiveSegment { handle, file, segment_no, len, frames: Vec::new(), min_ts: i64::MAX, max_ts: i64::MIN, raw_bytes: 0, next_seq }
+    }
+}
+
+/// Samples of raw records kept until a dictionary is trained.
+#[derive(Debug, Default)]
+pub(crate) struct Sampler {
+    bytes: Vec<u8>,
+    sizes: Vec<usize>,
+}
+
+/// The single writer's state, behind the writer lock.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) active: ActiveSegment,
+    pub(crate) encoder: FrameEncoder,
+    pub(crate) next_seq: u64,
+    pub(crate) last_ts: i64,
+    pub(crate) poisoned: Option<String>,
+    pub(crate) sampler: Option<Sampler>,
+    pub(crate) next_dict_id: u32,
+    /// Data written since the last sync.
+    pub(crate) dirty: bool,
+    pub(crate) events_since_checkpoint: u64,
+    pub(crate) bytes_since_checkpoint: u64,
+}
+
+impl std::fmt::Debug for FrameEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameEncoder").field("dict_id", &self.dict_id()).finish()
+    }
+}
+
+type Outcome = Result<Vec<Event>>;
+
+/// One queued batch and where its outcome goes.
+pub(crate) struct Pending {
+    batch: Vec<NewEvent>,
+    slot: Arc<Mutex<Option<Outcome>>>,
+}
+
+/// Appends `batch` atomically, group-committing with concurrent callers.
+pub(crate) fn submit(shared: &Shared, batch: Vec<NewEvent>) -> Outcome {
+    let slot = Arc::new(Mutex::new(None));
+    shared.queue.lock().push(Pending { batch, slot: slot.clone() });
+    let mut writer = shared.writer.lock();
+    if let Some(outcome) = slot.lock().take() {
+        return outcome;
+    }
+    let group = std::mem::take(&mut *shared.queue.lock());
+    writer.commit_group(shared, group);
+    drop(writer);
+    shared.after_commit();
+    let outcome = slot.lock().take();
+    outcome.unwrap_or_else(|| Err(Error::Poisoned { cause: "internal: a batch was lost from its commit group".into() }))
+}
+
+/// An entity as the writer sees it while checking a group: the index plus the group's own
+/// earlier events.
+#[derive(Debug, Clone)]
+struct Pendingstate {
+    kind: String,
+    version: u64,
+    deleted: bool,
+    /// Materialized only when a validator needs it.
+    state: Option<Entity>,
+}
+
+/// A batch that passed its checks, ready to encode.
+struct Prepared {
+    slot: Arc<Mutex<Option<Outcome>>>,
+    events: Vec<Event>,
+    payloads: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Writer {
+    fn commit_group(&mut self, shared: &Shared, group: Vec<Pending>) {
+        if let Some(cause) = &self.poisoned {
+            for p in group {
+                *p.slot.lock() = Some(Err(Error::Poisoned { cause: cause.clone() }));
+            }
+            return;
+        }
+        let mut overlay: HashMap<String, Pendingstate> = HashMap::new();
+        let mut group_ids: HashSet<String> = HashSet::new();
+        let mut prepared = Vec::new();
+        for p in group {
+            let mut local = overlay.clone();
+            match self.prepare(shared, &p.batch, &mut local, &group_ids) {
+                Ok(Ok((events, payloads))) => {
+                    overlay = local;
+                    group_ids.extend(p.batch.iter().filter_map(|e| e.id.clone()));
+                    self.next_seq += events.len() as u64;
+                    self.last_ts = self.last_ts.max(events.iter().map(|e| e.timestamp.as_micros()).max().unwrap_or(i64::MIN));
+                    prepared.push(Prepared { slot: p.slot, events, payloads });
+                }
+                Ok(Err(existing)) => *p.slot.lock() = Some(Ok(existing)),
+                Err(e) => *p.slot.lock() = Some(Err(e)),
+            }
+        }
+        if prepared.is_empty() {
+            return;
+        }
+        match self.write_group(shared, &prepared) {
+            Ok(frames) => {
+                let mut view = shared.view.write();
+                for (p, frame) in prepared.iter().zip(frames) {
+                    view.log.frames.push(frame);
+                    for (ev, (data, meta)) in p.events.iter().zip(&p.payloads) {
+                        let rec = record_view(ev, data, meta.as_deref());
+                        if let Err(reason) = view.index.apply_record(ev.seq, &rec, ev.seq + 1) {
+                            // The checks above make this unreachable; refuse further writes
+                            // rather than continue with an index that disagrees with the log.
+                            self.poisoned = Some(format!("internal: index rejected a checked event: {reason}"));
+                        }
+                        view.index.apply_state(&ev.entity, &ev.event_type, projection::data_object(&ev.data));
+                    }
+                }
+                view.next_seq = self.next_seq;
+                view.last_ts = self.last_ts;
+                drop(view);
+                for p in prepared {
+                    *p.slot.lock() = Some(Ok(p.events));
+                }
+            }
+            Err(e) => {
+                let cause = e.to_string();
+                self.poisoned = Some(cause.clone());
+                tracing::error!(store = %shared.dir.display(), error = %cause, "write failed; the writer is poisoned");
+                let mut first = Some(e);
+                for p in prepared {
+                    let err = first.take().unwrap_or_else(|| Error::Poisoned { cause: cause.clone() });
+                    *p.slot.lock() = Some(Err(err));
+                }
+            }
+        }
+    }
+
+    /// Checks a batch and assigns seqs, versions and timestamps. `Ok(Err(events))` means
+    /// every event id was already stored: those events are the result and nothing is written.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &mut self,
+        shared: &Shared,
+        batch: &[NewEvent],
+        overlay: &mut HashMap<String, Pendingstate>,
+        group_ids: &HashSet<String>,
+    ) -> Result<Result<(Vec<Event>, Vec<(Vec<u8>, Option<Vec<u8>>)>), Vec<Event>>> {
+        if batch.is_empty() {
+            return Err(Error::invalid("batch", "a batch needs at least one event"));
+        }
+        if let Some(existing) = self.already_stored(shared, batch, group_ids)? {
+            return Ok(Err(existing));
+        }
+        let store = shared.store_id;
+        let batch_ts = Timestamp::now().as_micros().max(self.last_ts.saturating_add(1));
+        let mut prev_ts = i64::MIN;
+        let mut events = Vec::with_capacity(batch.len());
+        let mut payloads = Vec::with_capacity(batch.len());
+        let validators = shared.validators.read();
+        for (i, ne) in batch.iter().enumerate() {
+            let seq = self.next_seq + i as u64;
+            let ts = self.timestamp_for(ne, batch_ts, prev_ts)?;
+            prev_ts = ts;
+            check_fields(ne, store)?;
+            let current = self.entity_state(shared, overlay, &ne.entity)?;
+            let (kind, version) = check_operation(ne, current.as_ref())?;
+            let verb = match (ne.op, &ne.verb) {
+                (Operation::Create, _) => "Created",
+                (Operation::Delete, _) => "Deleted",
+                (Operation::Restore, _) => "Restored",
+                (Operation::Update, Some(v)) => v.as_str(),
+                (Operation::Update, None) => "Updated",
+            };
+            let ev = Event {
+                seq,
+                id: ne.id.clone().unwrap_or_else(|| store.event_id(seq)),
+                event_type: format!("{kind}.{verb}"),
+                entity: ne.entity.clone(),
+                actor: ne.actor.clone(),
+                timestamp: Timestamp::from_micros(ts),
+                version,
+                data: ne.data.clone(),
+                metadata: Value::Object(ne.metadata.clone()),
+                batch: self.next_seq,
+                store,
+            };
+            let data = serde_json::to_vec(&ev.data).map_err(|e| Error::invalid("data", e.to_string()))?;
+            let meta = if ne.metadata.is_empty() { None } else { Some(serde_json::to_vec(&ev.metadata).map_err(|e| Error::invalid("metadata", e.to_string()))?) };
+            let size = data.len() + meta.as_ref().map_or(0, Vec::len) + ev.entity.len() + ev.event_type.len() + 32;
+            if size > shared.options.max_event_bytes {
+                return Err(Error::TooLarge { entity: ev.entity.clone(), size, limit: shared.options.max_event_bytes });
+            }
+            let next = self.next_state(shared, &validators, current, &ev)?;
+            overlay.insert(ev.entity.clone(), next);
+            events.push(ev);
+            payloads.push((data, meta));
+        }
+        Ok(Ok((events, payloads)))
+    }
+
+    /// Returns the stored events when every event of the batch names an id already stored.
+    fn already_stored(&self, shared: &Shared, batch: &[NewEvent], group_ids: &HashSet<String>) -> Result<Option<Vec<Event>>> {
+        let ids: Vec<&str> = batch.iter().filter_map(|e| e.id.as_deref()).collect();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let unique: HashSet<&str> = ids.iter().copied().collect();
+        if unique.len() != ids.len() {
+            return Err(Error::invalid("event id", "the same id appears twice in one batch"));
+        }
+        if let Some(dup) = ids.iter().find(|id| group_ids.contains(**id)) {
+            return Err(Error::invalid("event id", format!("{dup:?} is being appended by a concurrent batch")));
+        }
+        let seqs: Vec<Option<u64>> = {
+            let view = shared.view.read();
+            ids.iter().map(|id| view.index.seq_of_id(id, view.next_seq)).collect()
+        };
+        let stored = seqs.iter().filter(|s| s.is_some()).count();
+        if stored == 0 {
+            return Ok(None);
+        }
+        if stored != batch.len() {
+            return Err(Error::invalid("event id", "some events of the batch are already stored and some are not; retry the original batch unchanged"));
+        }
+        seqs.into_iter().flatten().map(|seq| crate::read::event(shared, seq)).collect::<Result<Vec<_>>>().map(Some)
+    }
+
+    fn timestamp_for(&self, ne: &NewEvent, batch_ts: i64, prev_ts: i64) -> Result<i64> {
+        match ne.timestamp {
+            Some(t) => {
+                let t = t.as_micros();
+                let floor = self.last_ts.max(prev_ts.saturating_sub(1));
+                if t <= self.last_ts || t < prev_ts {
+                    return Err(Error::TimestampRegression {
+                        given: Timestamp::from_micros(t).to_rfc3339(),
+                        last: Timestamp::from_micros(floor.max(prev_ts)).to_rfc3339(),
+                    });
+                }
+                Ok(t)
+            }
+            None => Ok(batch_ts.max(prev_ts)),
+        }
+    }
+
+    /// The entity as the group sees it: the overlay, else the index.
+    fn entity_state(&self, shared: &Shared, overlay: &HashMap<String, Pendingstate>, id: &str) -> Result<Option<Pendingstate>> {
+        if let Some(s) = overlay.get(id) {
+            return Ok(Some(s.clone()));
+        }
+        let view = shared.view.read();
+        Ok(view.index.entities.get(id).map(|e| Pendingstate { kind: e.kind.to_string(), version: e.version(), deleted: e.deleted, state: None }))
+    }
+
+    /// The entity after `ev`, running the validators of its kind. The full state is
+    /// tracked through the group only when a validator needs it.
+    fn next_state(&self, shared: &Shared, validators: &crate::store::Validators, current: Option<Pendingstate>, ev: &Event) -> Result<Pendingstate> {
+        let kind = ev.kind().to_string();
+        let checks = validators.get(&kind);
+        let tracked = current.as_ref().and_then(|c| c.state.clone());
+        let state = if checks.is_some() || tracked.is_some() {
+            let before = match (tracked, &current) {
+                (Some(s), _) => Some(s),
+                (None, Some(c)) => crate::read::version(shared, &ev.entity, c.version)?,
+                (None, None) => None,
+            };
+            let mut after = before.clone();
+            projection::apply(&mut after, &ev.entity, &ev.event_type, ev.version, ev.timestamp, projection::data_object(&ev.data));
+            let after = after.ok_or_else(|| Error::invalid("event", "internal: projection produced no entity"))?;
+            for check in checks.into_iter().flatten() {
+                check(before.as_ref(), ev, &after).map_err(|reason| Error::Rejected { entity: ev.entity.clone(), event_type: ev.event_type.clone(), reason })?;
+            }
+            Some(after)
+        } else {
+            None
+        };
+        let deleted = match projection::effect_of(&ev.event_type) {
+            projection::Effect::Delete => true,
+            projection::Effect::Restore | projection::Effect::Create => false,
+            projection::Effect::Patch => current.as_ref().is_some_and(|c| c.deleted),
+        };
+        Ok(Pendingstate { kind, version: ev.version, deleted, state })
+    }
+
+    /// Writes the group's frames (rolling segments as needed) and syncs per the durability.
+    fn write_group(&mut self, shared: &Shared, prepared: &[Prepared]) -> Result<Vec<FrameRef>> {
+        let mut buf = Vec::new();
+        let mut refs = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let views: Vec<RecordView<'_>> = p.events.iter().zip(&p.payloads).map(|(e, (d, m))| record_view(e, d, m.as_deref())).collect();
+            let base_seq = p.events[0].seq;
+            let mut start = buf.len();
+            let mut raw = self.encode(&mut buf, base_seq, &views)?;
+            let has_frames = !self.active.frames.is_empty();
+            if self.active.len + buf.len() as u64 > shared.options.segment_size_bytes && has_frames {
+                // Flush what precedes this frame, seal, and encode it again for the new
+                // segment (its CRC is seeded with the new segment's salt).
+                buf.truncate(start);
+                self.flush(&buf, true)?;
+                buf.clear();
+                self.roll(shared)?;
+                start = 0;
+                raw = self.encode(&mut buf, base_seq, &views)?;
+            }
+            let offset = self.active.len + start as u64;
+            refs.push(FrameRef::new(base_seq, self.active.segment_no, offset));
+            self.active.frames.push((base_seq, offset));
+            self.active.next_seq = base_seq + p.events.len() as u64;
+            self.active.min_ts = self.active.min_ts.min(p.events[0].timestamp.as_micros());
+            self.active.max_ts = self.active.max_ts.max(p.events.last().map_or(i64::MIN, |e| e.timestamp.as_micros()));
+            self.active.raw_bytes += raw as u64;
+            self.events_since_checkpoint += p.events.len() as u64;
+            self.sample();
+        }
+        let sync = shared.options.durability == Durability::Always;
+        self.bytes_since_checkpoint += buf.len() as u64;
+        self.flush(&buf, sync)?;
+        self.maybe_train(shared)?;
+        Ok(refs)
+    }
+
+    /// Appends `buf` to the active segment and syncs it if asked.
+    fn flush(&mut self, buf: &[u8], sync: bool) -> Result<()> {
+        let path = &self.active.handle.path;
+        if !buf.is_empty() {
+            self.active.file.append(buf).map_err(|e| Error::io(path, e))?;
+            self.active.len += buf.len() as u64;
+            self.dirty = true;
+        }
+        if sync && self.dirty {
+            self.active.file.sync_data().map_err(|e| Error::io(path, e))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Syncs the active segment if anything is unsynced (interval flusher and close).
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        if let Some(cause) = &self.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        if self.dirty {
+            if let Err(e) = self.active.file.sync_data() {
+                let err = Error::io(&self.active.handle.path, e);
+                self.poisoned = Some(err.to_string());
+                return Err(err);
+            }
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment with its trailer and starts a new one.
+    fn roll(&mut self, shared: &Shared) -> Result<()> {
+        let trailer = Trailer {
+            index_offset: self.active.len,
+            next_seq: self.active.next_seq,
+            min_ts: self.active.min_ts,
+            max_ts: self.active.max_ts,
+            raw_bytes: self.active.raw_bytes,
+            frames: std::mem::take(&mut self.active.frames),
+        };
+        self.flush(&trailer.encode(), true)?;
+        let sealed_path = self.active.handle.path.clone();
+        let mapped = shared.storage.read_all(&sealed_path).map_err(|e| Error::io(&sealed_path, e))?;
+        let sealed = Arc::new(SegmentHandle::new(sealed_path, self.active.handle.header, shared.storage.clone(), mapped));
+        let base_seq = trailer.next_seq;
+        let (handle, file) = create_segment(&shared.storage, &shared.dir, shared.store_id, base_seq)?;
+        let mut view = shared.view.write();
+        let sealed_no = self.active.segment_no;
+        view.log.segments[sealed_no] = sealed;
+        view.log.segments.push(handle.clone());
+        let segment_no = view.log.segments.len() - 1;
+        drop(view);
+        self.active = ActiveSegment::new(handle, file, segment_no, SEGMENT_HEADER_BYTES as u64);
+        Ok(())
+    }
+
+    fn encode(&mut self, buf: &mut Vec<u8>, base_seq: u64, views: &[RecordView<'_>]) -> Result<usize> {
+        self.encoder.encode(buf, base_seq, views, self.active.handle.header.salt).map_err(|e| Error::io(&self.active.handle.path, e))
+    }
+
+    fn sample(&mut self) {
+        if let Some(s) = self.sampler.as_mut() {
+            let raw = self.encoder.last_raw();
+            if s.sizes.len() < dictionary::DICT_TRAIN_RECORDS * 2 {
+                s.bytes.extend_from_slice(raw);
+                s.sizes.push(raw.len());
+            }
+        }
+    }
+
+    /// Trains and installs a dictionary once enough samples are in.
+    fn maybe_train(&mut self, shared: &Shared) -> Result<()> {
+        let ready = self.sampler.as_ref().is_some_and(|s| s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS / 8 && s.bytes.len() >= 64 << 10 || s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS);
+        if !ready {
+            return Ok(());
+        }
+        let Some(sampler) = self.sampler.take() else { return Ok(()) };
+        let Some(dict) = dictionary::train(&sampler.bytes, &sampler.sizes) else {
+            tracing::debug!("zstd could not train a dictionary from {} samples", sampler.sizes.len());
+            return Ok(());
+        };
+        let id = self.next_dict_id;
+        let name = dictionary::dict_file_name(id);
+        write_file_durably(&shared.storage, &shared.dir, &name, &dictionary::encode_file(id, &dict))?;
+        shared.dicts.insert(id, dict.clone());
+        self.encoder.use_dictionary(id, &dict).map_err(|e| Error::io(shared.dir.join(&name), e))?;
+        self.next_dict_id += 1;
+        tracing::debug!(id, bytes = dict.len(), "trained a zstd dictionary");
+        Ok(())
+    }
+}
+
+/// The record view of a checked event and its encoded payloads.
+fn record_view<'a>(ev: &'a Event, data: &'a [u8], metadata: Option<&'a [u8]>) -> RecordView<'a> {
+    let generated = ev.id == ev.store.event_id(ev.seq);
+    RecordView {
+        entity: &ev.entity,
+        event_type: &ev.event_type,
+        version: ev.version,
+        timestamp: ev.timestamp.as_micros(),
+        actor: ev.actor.as_deref(),
+        id: if generated { None } else { Some(ev.id.as_str()) },
+        data,
+        metadata,
+    }
+}
+
+/// Checks the caller-supplied fields of an event.
+fn check_fields(ne: &NewEvent, store: StoreId) -> Result<()> {
+    event::validate_entity_id(&ne.entity)?;
+    if let Some(kind) = &ne.kind {
+        event::validate_identifier("kind", kind)?;
+    }
+    if let Some(verb) = &ne.verb {
+        event::validate_identifier("verb", verb)?;
+        if matches!(verb.as_str(), "Created" | "Deleted" | "Restored") {
+            return Err(Error::invalid("verb", format!("{verb:?} is reserved; use create, delete or restore")));
+        }
+    }
+    if let Some(actor) = &ne.actor {
+        event::validate_label("actor", actor)?;
+    }
+    if let Some(id) = &ne.id {
+        event::validate_label("event id", id)?;
+        if store.parse_event_id(id).is_some() {
+            return Err(Error::invalid("event id", format!("{id:?} has the form of an id this store generates")));
+        }
+    }
+    if !ne.data.is_object() {
+        return Err(Error::invalid("data", format!("event data for {} must be a JSON object", ne.entity)));
+    }
+    if ne.metadata.keys().any(|k| k.starts_with('\u{0}')) {
+        return Err(Error::invalid("metadata", "metadata must be a JSON object"));
+    }
+    if !ne.internal {
+        if let Some(key) = RESERVED_METADATA_KEYS.iter().find(|k| ne.metadata.contains_key(**k)) {
+            return Err(Error::invalid("metadata", format!("{key:?} is reserved for undo and rollback")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an operation against the entity's state; returns its kind and new version.
+fn check_operation(ne: &NewEvent, current: Option<&Pendingstate>) -> Result<(String, u64)> {
+    let actual = current.map_or(0, |c| c.version);
+    if let Some(expected) = ne.expected_version {
+        if expected != actual {
+            return Err(Error::VersionConflict { entity: ne.entity.clone(), expected, actual });
+        }
+    }
+    match (ne.op, current) {
+        (Operation::Create, Some(c)) => Err(Error::AlreadyExists { entity: ne.entity.clone(), kind: c.kind.clone(), version: c.version }),
+        (Operation::Create, None) => Ok((ne.kind.clone().unwrap_or_default(), 1)),
+        (_, None) => Err(Error::NotFound { entity: ne.entity.clone() }),
+        (Operation::Delete, Some(c)) if c.deleted && !ne.internal => Err(Error::invalid("delete", format!("{} is already deleted", ne.entity))),
+        (Operation::Restore, Some(c)) if !c.deleted && !ne.internal => Err(Error::invalid("restore", format!("{} is not deleted", ne.entity))),
+        (_, Some(c)) => Ok((c.kind.clone(), c.version + 1)),
+    }
+}
+
+/// Creates segment `base_seq`: header written and synced, directory synced.
+pub(crate) fn create_segment(storage: &Arc<dyn Storage>, dir: &Path, store_id: StoreId, base_seq: u64) -> Result<(Arc<SegmentHandle>, Arc<dyn StorageFile>)> {
+    let path = dir.join(format::segment_file_name(base_seq));
+    let header = SegmentHeader { format_version: format::FORMAT_VERSION, base_seq, store_id: store_id.0, salt: random_u64(), created_at: Timestamp::now().as_micros() };
+    let io = |e| Error::io(&path, e);
+    let file = storage.create_new(&path).map_err(io)?;
+    file.append(&header.encode()).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let handle = Arc::new(SegmentHandle::new(path, header, storage.clone(), Bytes::new()));
+    Ok((handle, file))
+}
+
+/// Writes a whole file the crash-safe way: temporary file, fsync, rename, directory fsync.
+pub(crate) fn write_file_durably(storage: &Arc<dyn Storage>, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp_name = format!("{name}.tmp");
+    let tmp = dir.join(&tmp_name);
+    if storage.list_dir(dir).map_err(|e| Error::io(dir, e))?.contains(&tmp_name) {
+        storage.remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    let file = storage.create_new(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.append(bytes).map_err(|e| Error::io(&tmp, e))?;
+    file.sync_data().map_err(|e| Error::io(&tmp, e))?;
+    drop(file);
+    storage.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(())
+}
+
+/// A random u64 from the operating system.
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // Without OS randomness, fall back to the clock and the process id: ids need only be
+        // unique, not secret.
+        let t = Timestamp::now().as_micros() as u64;
+        return t.rotate_left(17) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    u64::from_le_bytes(b)
+}
+
