@@ -178,10 +178,16 @@ impl EntityIndex {
             }
             None => {
                 if rec.version != 1 || effect != Effect::Create {
-                    return Err(format!("event seq {seq} ({}) for {} has version {} but the entity does not exist", rec.event_type, rec.entity, rec.version));
+                    return Err(format!(
+                        "event seq {seq} ({}) for {} has version {} but the entity does not exist",
+                        rec.event_type, rec.entity, rec.version
+                    ));
                 }
                 let kind = self.intern_kind(kind);
-                self.entities.insert(Arc::from(rec.entity), EntityRecord { kind, deleted: false, versions: vec![vref], current: None, snapshots: Vec::new() });
+                self.entities.insert(
+                    Arc::from(rec.entity),
+                    EntityRecord { kind, deleted: false, versions: vec![vref], current: None, snapshots: Vec::new() },
+                );
             }
         }
         if let Some(id) = rec.id {

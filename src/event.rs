@@ -349,7 +349,9 @@ pub(crate) fn validate_identifier(what: &'static str, name: &str) -> Result<()> 
     if !first_ok || name.len() > MAX_IDENTIFIER_BYTES || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(Error::invalid(
             what,
-            format!("{name:?} must start with an ASCII letter, hold only letters, digits and '_', and be at most {MAX_IDENTIFIER_BYTES} bytes"),
+            format!(
+                "{name:?} must start with an ASCII letter, hold only letters, digits and '_', and be at most {MAX_IDENTIFIER_BYTES} bytes"
+            ),
         ));
     }
     Ok(())

@@ -401,4 +401,3 @@ impl DecodedFrame {
         self.chunks.iter().map(|(_, raw)| raw.as_slice())
     }
 }
-

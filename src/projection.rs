@@ -30,7 +30,14 @@ pub(crate) fn effect_of(event_type: &str) -> Effect {
 }
 
 /// Applies one event to `entity` (None before its creation).
-pub(crate) fn apply(entity: &mut Option<Entity>, id: &str, event_type: &str, version: u64, timestamp: Timestamp, data: &Map<String, Value>) {
+pub(crate) fn apply(
+    entity: &mut Option<Entity>,
+    id: &str,
+    event_type: &str,
+    version: u64,
+    timestamp: Timestamp,
+    data: &Map<String, Value>,
+) {
     let ts = timestamp;
     match (effect_of(event_type), entity.as_mut()) {
         (Effect::Create, _) | (_, None) => {

@@ -129,7 +129,8 @@ pub(crate) fn events(shared: &Shared, q: &crate::event_query::EventQuery) -> Res
             if header.next_seq() <= q.after_seq.saturating_add(1) || !q.frame_may_match(header.min_ts, header.max_ts) {
                 continue;
             }
-            let frame = crate::frame::DecodedFrame::decode(&bytes, segment.header.salt, &shared.dicts).map_err(|r| Error::corruption(&segment.path, offset, r))?;
+            let frame = crate::frame::DecodedFrame::decode(&bytes, segment.header.salt, &shared.dicts)
+                .map_err(|r| Error::corruption(&segment.path, offset, r))?;
             let store = crate::event::StoreId(segment.header.store_id);
             frame
                 .for_each_record(|seq, rec| {

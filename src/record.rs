@@ -166,7 +166,6 @@ pub(crate) fn decode<'a>(reader: &mut Reader<'a>, min_ts: i64, max_ts: i64) -> R
     Ok(RecordView { entity, event_type, version, timestamp, actor, id, data, metadata })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

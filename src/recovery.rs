@@ -106,7 +106,13 @@ pub(crate) fn load_dictionaries(storage: &dyn Storage, dir: &Path, listing: &Lis
 
 /// Walks the log from the first segment, replaying every good frame into a fresh index and
 /// stopping at the first damage.
-pub(crate) fn replay(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dicts: &Dictionaries, snapshot_every: u64) -> Result<Replayed> {
+pub(crate) fn replay(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    listing: &Listing,
+    dicts: &Dictionaries,
+    snapshot_every: u64,
+) -> Result<Replayed> {
     let mut out = Replayed {
         store_id: StoreId(0),
         log: SegmentSet::default(),
@@ -124,8 +130,12 @@ pub(crate) fn replay(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, 
         let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
         let header = match SegmentHeader::parse(&bytes) {
             Ok(h) => h,
-            Err(HeaderError::BadMagic) if i == 0 => return Err(Error::NotAStore { path, reason: "the first segment does not start with strata's magic number".into() }),
-            Err(HeaderError::NewerVersion(found)) => return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION }),
+            Err(HeaderError::BadMagic) if i == 0 => {
+                return Err(Error::NotAStore { path, reason: "the first segment does not start with strata's magic number".into() });
+            }
+            Err(HeaderError::NewerVersion(found)) => {
+                return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
+            }
             Err(e) => {
                 let reason = match e {
                     HeaderError::Damaged(r) => r.to_string(),
@@ -142,13 +152,24 @@ pub(crate) fn replay(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, 
             out.store_id = StoreId(header.store_id);
             out.index.store_id = out.store_id;
         }
-        let damage_at = |offset: u64, reason: String, first_lost_seq: u64| Damage { segment: i, path: path.clone(), offset, reason, torn_tail: false, first_lost_seq };
+        let damage_at = |offset: u64, reason: String, first_lost_seq: u64| Damage {
+            segment: i,
+            path: path.clone(),
+            offset,
+            reason,
+            torn_tail: false,
+            first_lost_seq,
+        };
         if header.store_id != out.store_id.0 {
             out.damage = Some(damage_at(24, "segment belongs to another store (store id differs)".into(), out.next_seq));
             return Ok(out);
         }
         if header.base_seq != *base || header.base_seq != out.next_seq {
-            out.damage = Some(damage_at(16, format!("segment starts at seq {} but seq {} was expected", header.base_seq, out.next_seq), out.next_seq));
+            out.damage = Some(damage_at(
+                16,
+                format!("segment starts at seq {} but seq {} was expected", header.base_seq, out.next_seq),
+                out.next_seq,
+            ));
             return Ok(out);
         }
         let handle = Arc::new(SegmentHandle::new(path.clone(), header, storage.clone(), bytes.clone()));
@@ -166,13 +187,20 @@ pub(crate) fn replay(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, 
             }
             _ => (bytes.len(), None),
         };
-        let mut active = ActiveSegment::new(handle.clone(), storage.open(&path).map_err(|e| Error::io(&path, e))?, segment_no, SEGMENT_HEADER_BYTES as u64);
+        let mut active = ActiveSegment::new(
+            handle.clone(),
+            storage.open(&path).map_err(|e| Error::io(&path, e))?,
+            segment_no,
+            SEGMENT_HEADER_BYTES as u64,
+        );
         let mut scan = FrameScan::new(&bytes, header.salt, SEGMENT_HEADER_BYTES, end, out.next_seq);
         for item in scan.by_ref() {
             let frame = match item {
                 Ok(f) => f,
                 Err(bad) => {
-                    let torn = last && sealed.is_none() && segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
+                    let torn = last
+                        && sealed.is_none()
+                        && segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
                     out.damage = Some(Damage { torn_tail: torn, ..damage_at(bad.offset, bad.reason, out.next_seq) });
                     out.tail = Some(active);
                     return Ok(out);
@@ -249,10 +277,14 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
     storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut listing = list(storage.as_ref(), dir)?;
     if listing.segments.is_empty() && !listing.foreign.is_empty() {
-        return Err(Error::NotAStore { path: dir.to_path_buf(), reason: format!("it holds other files ({}) and no strata segments", listing.foreign.join(", ")) });
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: format!("it holds other files ({}) and no strata segments", listing.foreign.join(", ")),
+        });
     }
     let lock_path = dir.join(format::LOCK_FILE);
-    let lock = storage.try_lock(&lock_path).map_err(|e| Error::io(&lock_path, e))?.ok_or_else(|| Error::Locked { path: dir.to_path_buf() })?;
+    let lock =
+        storage.try_lock(&lock_path).map_err(|e| Error::io(&lock_path, e))?.ok_or_else(|| Error::Locked { path: dir.to_path_buf() })?;
     for name in &listing.temporary {
         let path = dir.join(name);
         storage.remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -284,7 +316,15 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
     finish_open(dir, options, storage, lock, dicts, replayed, &listing)
 }
 
-fn finish_open(dir: &Path, options: Options, storage: Arc<dyn Storage>, lock: Box<dyn std::any::Any + Send + Sync>, dicts: Dictionaries, mut replayed: Replayed, listing: &Listing) -> Result<Shared> {
+fn finish_open(
+    dir: &Path,
+    options: Options,
+    storage: Arc<dyn Storage>,
+    lock: Box<dyn std::any::Any + Send + Sync>,
+    dicts: Dictionaries,
+    mut replayed: Replayed,
+    listing: &Listing,
+) -> Result<Shared> {
     if listing.segments.is_empty() || replayed.log.segments.is_empty() {
         replayed.store_id = StoreId(writer::random_u64());
         replayed.index.store_id = replayed.store_id;

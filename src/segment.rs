@@ -83,7 +83,11 @@ impl SegmentHeader {
     /// Parses and checks a header from the start of a segment file.
     pub fn parse(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
         if bytes.len() < SEGMENT_HEADER_BYTES {
-            return Err(if bytes.len() >= 8 && &bytes[..8] != SEGMENT_MAGIC { HeaderError::BadMagic } else { HeaderError::Damaged("segment is shorter than its header") });
+            return Err(if bytes.len() >= 8 && &bytes[..8] != SEGMENT_MAGIC {
+                HeaderError::BadMagic
+            } else {
+                HeaderError::Damaged("segment is shorter than its header")
+            });
         }
         if &bytes[..8] != SEGMENT_MAGIC {
             return Err(HeaderError::BadMagic);

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::event::{Event, NewEvent, StoreId};
 use crate::event_query::EventQuery;
 use crate::options::{Durability, Options};
-use crate::timestamp::AsTimestamp;
 use crate::storage::{FsStorage, Storage};
+use crate::timestamp::AsTimestamp;
 use crate::writer::{self, Pending, View, Writer};
 
 /// A before-append check registered for one kind: `(before, event, after)`.

@@ -70,12 +70,10 @@ impl Timestamp {
     /// # Ok::<(), strata::Error>(())
     /// ```
     pub fn parse(text: &str) -> Result<Self> {
-        let dt = OffsetDateTime::parse(text, &Rfc3339)
-            .map_err(|e| Error::invalid("timestamp", format!("{text:?} is not RFC 3339: {e}")))?;
+        let dt =
+            OffsetDateTime::parse(text, &Rfc3339).map_err(|e| Error::invalid("timestamp", format!("{text:?} is not RFC 3339: {e}")))?;
         let micros = dt.unix_timestamp_nanos() / 1_000;
-        i64::try_from(micros)
-            .map(Timestamp)
-            .map_err(|_| Error::invalid("timestamp", format!("{text:?} is out of range")))
+        i64::try_from(micros).map(Timestamp).map_err(|_| Error::invalid("timestamp", format!("{text:?} is out of range")))
     }
 
     /// The timestamp as RFC 3339 in UTC, with as many fractional digits as it needs.

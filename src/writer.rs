@@ -250,7 +250,11 @@ impl Writer {
                 store,
             };
             let data = serde_json::to_vec(&ev.data).map_err(|e| Error::invalid("data", e.to_string()))?;
-            let meta = if ne.metadata.is_empty() { None } else { Some(serde_json::to_vec(&ev.metadata).map_err(|e| Error::invalid("metadata", e.to_string()))?) };
+            let meta = if ne.metadata.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_vec(&ev.metadata).map_err(|e| Error::invalid("metadata", e.to_string()))?)
+            };
             let size = data.len() + meta.as_ref().map_or(0, Vec::len) + ev.entity.len() + ev.event_type.len() + 32;
             if size > shared.options.max_event_bytes {
                 return Err(Error::TooLarge { entity: ev.entity.clone(), size, limit: shared.options.max_event_bytes });
@@ -285,7 +289,10 @@ impl Writer {
             return Ok(None);
         }
         if stored != batch.len() {
-            return Err(Error::invalid("event id", "some events of the batch are already stored and some are not; retry the original batch unchanged"));
+            return Err(Error::invalid(
+                "event id",
+                "some events of the batch are already stored and some are not; retry the original batch unchanged",
+            ));
         }
         seqs.into_iter().flatten().map(|seq| crate::read::event(shared, seq)).collect::<Result<Vec<_>>>().map(Some)
     }
@@ -313,12 +320,23 @@ impl Writer {
             return Ok(Some(s.clone()));
         }
         let view = shared.view.read();
-        Ok(view.index.entities.get(id).map(|e| Pendingstate { kind: e.kind.to_string(), version: e.version(), deleted: e.deleted, state: None }))
+        Ok(view.index.entities.get(id).map(|e| Pendingstate {
+            kind: e.kind.to_string(),
+            version: e.version(),
+            deleted: e.deleted,
+            state: None,
+        }))
     }
 
     /// The entity after `ev`, running the validators of its kind. The full state is
     /// tracked through the group only when a validator needs it.
-    fn next_state(&self, shared: &Shared, validators: &crate::store::Validators, current: Option<Pendingstate>, ev: &Event) -> Result<Pendingstate> {
+    fn next_state(
+        &self,
+        shared: &Shared,
+        validators: &crate::store::Validators,
+        current: Option<Pendingstate>,
+        ev: &Event,
+    ) -> Result<Pendingstate> {
         let kind = ev.kind().to_string();
         let checks = validators.get(&kind);
         let tracked = current.as_ref().and_then(|c| c.state.clone());
@@ -332,7 +350,11 @@ impl Writer {
             projection::apply(&mut after, &ev.entity, &ev.event_type, ev.version, ev.timestamp, projection::data_object(&ev.data));
             let after = after.ok_or_else(|| Error::invalid("event", "internal: projection produced no entity"))?;
             for check in checks.into_iter().flatten() {
-                check(before.as_ref(), ev, &after).map_err(|reason| Error::Rejected { entity: ev.entity.clone(), event_type: ev.event_type.clone(), reason })?;
+                check(before.as_ref(), ev, &after).map_err(|reason| Error::Rejected {
+                    entity: ev.entity.clone(),
+                    event_type: ev.event_type.clone(),
+                    reason,
+                })?;
             }
             Some(after)
         } else {
@@ -456,7 +478,10 @@ impl Writer {
 
     /// Trains and installs a dictionary once enough samples are in.
     fn maybe_train(&mut self, shared: &Shared) -> Result<()> {
-        let ready = self.sampler.as_ref().is_some_and(|s| s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS / 8 && s.bytes.len() >= 64 << 10 || s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS);
+        let ready = self.sampler.as_ref().is_some_and(|s| {
+            s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS / 8 && s.bytes.len() >= 64 << 10
+                || s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS
+        });
         if !ready {
             return Ok(());
         }
@@ -538,16 +563,31 @@ fn check_operation(ne: &NewEvent, current: Option<&Pendingstate>) -> Result<(Str
         (Operation::Create, Some(c)) => Err(Error::AlreadyExists { entity: ne.entity.clone(), kind: c.kind.clone(), version: c.version }),
         (Operation::Create, None) => Ok((ne.kind.clone().unwrap_or_default(), 1)),
         (_, None) => Err(Error::NotFound { entity: ne.entity.clone() }),
-        (Operation::Delete, Some(c)) if c.deleted && !ne.internal => Err(Error::invalid("delete", format!("{} is already deleted", ne.entity))),
-        (Operation::Restore, Some(c)) if !c.deleted && !ne.internal => Err(Error::invalid("restore", format!("{} is not deleted", ne.entity))),
+        (Operation::Delete, Some(c)) if c.deleted && !ne.internal => {
+            Err(Error::invalid("delete", format!("{} is already deleted", ne.entity)))
+        }
+        (Operation::Restore, Some(c)) if !c.deleted && !ne.internal => {
+            Err(Error::invalid("restore", format!("{} is not deleted", ne.entity)))
+        }
         (_, Some(c)) => Ok((c.kind.clone(), c.version + 1)),
     }
 }
 
 /// Creates segment `base_seq`: header written and synced, directory synced.
-pub(crate) fn create_segment(storage: &Arc<dyn Storage>, dir: &Path, store_id: StoreId, base_seq: u64) -> Result<(Arc<SegmentHandle>, Arc<dyn StorageFile>)> {
+pub(crate) fn create_segment(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    store_id: StoreId,
+    base_seq: u64,
+) -> Result<(Arc<SegmentHandle>, Arc<dyn StorageFile>)> {
     let path = dir.join(format::segment_file_name(base_seq));
-    let header = SegmentHeader { format_version: format::FORMAT_VERSION, base_seq, store_id: store_id.0, salt: random_u64(), created_at: Timestamp::now().as_micros() };
+    let header = SegmentHeader {
+        format_version: format::FORMAT_VERSION,
+        base_seq,
+        store_id: store_id.0,
+        salt: random_u64(),
+        created_at: Timestamp::now().as_micros(),
+    };
     let io = |e| Error::io(&path, e);
     let file = storage.create_new(&path).map_err(io)?;
     file.append(&header.encode()).map_err(io)?;
@@ -585,4 +625,3 @@ pub(crate) fn random_u64() -> u64 {
     }
     u64::from_le_bytes(b)
 }
-
