@@ -153,7 +153,10 @@ impl EntityIndex {
 
     /// Adds one committed record to the index (replay and live appends alike). Checks that
     /// the log is consistent: versions follow each other and kinds do not change.
-    pub(crate) fn apply_record(&mut self, seq: u64, rec: &RecordView<'_>, next_seq: u64) -> Result<(), IndexError> {
+    ///
+    /// Replay reads no JSON, so it drops a materialized state the record makes stale
+    /// (`live = false`); a live append keeps it and updates it with [`Self::apply_state`].
+    pub(crate) fn apply_record(&mut self, seq: u64, rec: &RecordView<'_>, next_seq: u64, live: bool) -> Result<(), IndexError> {
         let kind = rec.event_type.split_once('.').map_or("", |(k, _)| k);
         let effect = projection::effect_of(rec.event_type);
         let vref = VersionRef { ts: rec.timestamp, seq };
@@ -170,6 +173,9 @@ impl EntityIndex {
                     ));
                 }
                 e.versions.push(vref);
+                if !live {
+                    e.current = None;
+                }
                 match effect {
                     Effect::Delete => e.deleted = true,
                     Effect::Restore => e.deleted = false,
@@ -269,5 +275,13 @@ impl EntityIndex {
         }
         index += self.caller_ids.capacity() * 40 + self.caller_ids.keys().map(|k| k.len()).sum::<usize>();
         (index, snapshots)
+    }
+}
+
+impl EntityIndex {
+    /// Adds an entity loaded from a checkpoint.
+    pub(crate) fn insert_entity(&mut self, id: Arc<str>, mut rec: EntityRecord) {
+        rec.kind = self.intern_kind(&rec.kind.clone());
+        self.entities.insert(id, rec);
     }
 }

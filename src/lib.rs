@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod dictionary;
 mod entity;
 mod entity_index;

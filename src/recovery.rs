@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::checkpoint::{self, Checkpoint, Tail};
 use crate::dictionary::{self, Dictionaries};
 use crate::entity_index::EntityIndex;
 use crate::error::{Error, Result};
@@ -104,14 +105,16 @@ pub(crate) fn load_dictionaries(storage: &dyn Storage, dir: &Path, listing: &Lis
     Ok(dicts)
 }
 
-/// Walks the log from the first segment, replaying every good frame into a fresh index and
-/// stopping at the first damage.
+/// Walks the log, replaying every good frame into the index and stopping at the first
+/// damage. With a checkpoint, the index starts from it and only the log after its tail is
+/// read; segments before the tail are opened (header checked) but not scanned.
 pub(crate) fn replay(
     storage: &Arc<dyn Storage>,
     dir: &Path,
     listing: &Listing,
     dicts: &Dictionaries,
     snapshot_every: u64,
+    checkpoint: Option<Checkpoint>,
 ) -> Result<Replayed> {
     let mut out = Replayed {
         store_id: StoreId(0),
@@ -123,6 +126,15 @@ pub(crate) fn replay(
         last_sealed: false,
         damage: None,
     };
+    let mut start = (0usize, SEGMENT_HEADER_BYTES as u64, Tail::default());
+    if let Some(mut cp) = checkpoint {
+        out.store_id = cp.store_id;
+        out.index = checkpoint::into_index(&mut cp, snapshot_every);
+        out.log.frames = std::mem::take(&mut cp.frames);
+        out.next_seq = cp.seq + 1;
+        out.last_ts = cp.last_ts;
+        start = (cp.tail.segment_no, cp.tail.end_offset, cp.tail);
+    }
     let count = listing.segments.len();
     for (i, (base, name)) in listing.segments.iter().enumerate() {
         let last = i + 1 == count;
@@ -148,7 +160,7 @@ pub(crate) fn replay(
                 return Ok(out);
             }
         };
-        if i == 0 {
+        if i == 0 && out.log.frames.is_empty() {
             out.store_id = StoreId(header.store_id);
             out.index.store_id = out.store_id;
         }
@@ -164,17 +176,19 @@ pub(crate) fn replay(
             out.damage = Some(damage_at(24, "segment belongs to another store (store id differs)".into(), out.next_seq));
             return Ok(out);
         }
-        if header.base_seq != *base || header.base_seq != out.next_seq {
-            out.damage = Some(damage_at(
-                16,
-                format!("segment starts at seq {} but seq {} was expected", header.base_seq, out.next_seq),
-                out.next_seq,
-            ));
+        let expected_base = if i <= start.0 && start.0 > 0 { *base } else { out.next_seq };
+        if header.base_seq != *base || header.base_seq != expected_base {
+            let reason = format!("segment starts at seq {} but seq {} was expected", header.base_seq, expected_base);
+            out.damage = Some(damage_at(16, reason, out.next_seq));
             return Ok(out);
         }
         let handle = Arc::new(SegmentHandle::new(path.clone(), header, storage.clone(), bytes.clone()));
         let segment_no = out.log.segments.len();
         out.log.segments.push(handle.clone());
+        if i < start.0 {
+            // Covered by the checkpoint and sealed before it was taken.
+            continue;
+        }
         let (end, sealed) = match Trailer::find(&bytes) {
             Some(Ok(t)) => (t.index_offset as usize, Some(t)),
             Some(Err((offset, reason))) if !last => {
@@ -187,13 +201,17 @@ pub(crate) fn replay(
             }
             _ => (bytes.len(), None),
         };
-        let mut active = ActiveSegment::new(
-            handle.clone(),
-            storage.open(&path).map_err(|e| Error::io(&path, e))?,
-            segment_no,
-            SEGMENT_HEADER_BYTES as u64,
-        );
-        let mut scan = FrameScan::new(&bytes, header.salt, SEGMENT_HEADER_BYTES, end, out.next_seq);
+        let file = storage.open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut active = ActiveSegment::new(handle.clone(), file, segment_no, SEGMENT_HEADER_BYTES as u64);
+        let mut from = SEGMENT_HEADER_BYTES;
+        if i == start.0 && start.1 > SEGMENT_HEADER_BYTES as u64 {
+            let tail = start.2;
+            active.frames = out.log.frames.iter().filter(|f| f.segment() == i).map(|f| (f.base_seq, f.offset())).collect();
+            (active.len, active.min_ts, active.max_ts, active.raw_bytes, active.next_seq) =
+                (tail.end_offset, tail.min_ts, tail.max_ts, tail.raw_bytes, out.next_seq);
+            from = tail.end_offset as usize;
+        }
+        let mut scan = FrameScan::new(&bytes, header.salt, from, end, out.next_seq);
         for item in scan.by_ref() {
             let frame = match item {
                 Ok(f) => f,
@@ -209,7 +227,7 @@ pub(crate) fn replay(
             let decoded = DecodedFrame::decode(frame.bytes, header.salt, dicts).map_err(|r| Error::corruption(&path, frame.offset, r))?;
             let next_seq = frame.header.next_seq();
             decoded
-                .for_each_record(|seq, rec| out.index.apply_record(seq, &rec, next_seq))
+                .for_each_record(|seq, rec| out.index.apply_record(seq, &rec, next_seq, false))
                 .map_err(|r| Error::corruption(&path, frame.offset, format!("{r} (the frame's CRC is valid: the log is inconsistent)")))?;
             out.log.frames.push(FrameRef::new(frame.header.base_seq, segment_no, frame.offset));
             out.next_seq = next_seq;
@@ -223,8 +241,7 @@ pub(crate) fn replay(
         }
         out.last_sealed = sealed.is_some();
         if let Some(t) = sealed {
-            let listed: Vec<(u64, u64)> = t.frames.clone();
-            if scan.position() != t.index_offset || t.next_seq != out.next_seq || listed != active.frames {
+            if scan.position() != t.index_offset || t.next_seq != out.next_seq || t.frames != active.frames {
                 out.damage = Some(damage_at(t.index_offset, "trailer does not match the segment's frames".into(), out.next_seq));
                 return Ok(out);
             }
@@ -232,6 +249,52 @@ pub(crate) fn replay(
         out.tail = Some(active);
     }
     Ok(out)
+}
+
+/// The newest checkpoint that decodes and fits the log; damaged or stale ones are reported
+/// (a warning) and skipped: a checkpoint is only a cache.
+fn newest_checkpoint(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing) -> Option<Checkpoint> {
+    for (_, name) in listing.checkpoints.iter().rev() {
+        let path = dir.join(name);
+        let loaded = storage
+            .read_all(&path)
+            .map_err(|e| (0, format!("cannot read: {e}")))
+            .and_then(|bytes| Checkpoint::decode(&bytes))
+            .and_then(|cp| checkpoint_fits(storage, dir, listing, &cp).map(|()| cp));
+        match loaded {
+            Ok(cp) => return Some(cp),
+            Err((offset, reason)) => {
+                tracing::warn!(file = %path.display(), offset, reason = %reason, "ignoring a damaged or stale checkpoint; falling back")
+            }
+        }
+    }
+    None
+}
+
+/// Checks that a checkpoint describes this log: same segments, and its last frame is where
+/// it says, with a valid CRC and the right seqs.
+fn checkpoint_fits(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, cp: &Checkpoint) -> std::result::Result<(), (u64, String)> {
+    let stale = |reason: &str| (0u64, reason.to_string());
+    let bases: Vec<u64> = listing.segments.iter().map(|(b, _)| *b).collect();
+    if cp.segments.is_empty() || cp.segments.len() > bases.len() || cp.segments[..] != bases[..cp.segments.len()] {
+        return Err(stale("its segments are not the store's"));
+    }
+    if cp.tail.segment_no + 1 != cp.segments.len() {
+        return Err(stale("its tail is not in its last segment"));
+    }
+    let Some(last) = cp.frames.last() else { return Err(stale("it has no frames")) };
+    let (_, name) = &listing.segments[last.segment()];
+    let path = dir.join(name);
+    let bytes = storage.read_all(&path).map_err(|e| (0, format!("cannot read {}: {e}", path.display())))?;
+    let header = SegmentHeader::parse(&bytes).map_err(|_| stale("the segment of its last frame has a bad header"))?;
+    if header.store_id != cp.store_id.0 {
+        return Err(stale("it belongs to another store"));
+    }
+    let mut scan = FrameScan::new(&bytes, header.salt, last.offset() as usize, bytes.len(), last.base_seq);
+    match scan.next() {
+        Some(Ok(f)) if f.header.next_seq() == cp.seq + 1 && f.offset + u64::from(f.header.len) == cp.tail.end_offset => Ok(()),
+        _ => Err(stale("its last frame is not in the log (the log was cut or changed after it)")),
+    }
 }
 
 /// Cuts the log at `damage`: the bytes from the damaged offset on and every later segment
@@ -275,12 +338,10 @@ pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dam
 /// Opens (or creates) the store in `dir`.
 pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> Result<Shared> {
     storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut listing = list(storage.as_ref(), dir)?;
+    let listing = list(storage.as_ref(), dir)?;
     if listing.segments.is_empty() && !listing.foreign.is_empty() {
-        return Err(Error::NotAStore {
-            path: dir.to_path_buf(),
-            reason: format!("it holds other files ({}) and no strata segments", listing.foreign.join(", ")),
-        });
+        let reason = format!("it holds other files ({}) and no strata segments", listing.foreign.join(", "));
+        return Err(Error::NotAStore { path: dir.to_path_buf(), reason });
     }
     let lock_path = dir.join(format::LOCK_FILE);
     let lock =
@@ -290,8 +351,14 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
         storage.remove_file(&path).map_err(|e| Error::io(&path, e))?;
     }
     let dicts = load_dictionaries(storage.as_ref(), dir, &listing)?;
-    let mut replayed = replay(&storage, dir, &listing, &dicts, options.snapshot_every_versions)?;
-    if let Some(damage) = replayed.damage.take() {
+    // At most two passes: the second runs on the log as cut by the first.
+    for _ in 0..2 {
+        let listing = list(storage.as_ref(), dir)?;
+        let checkpoint = newest_checkpoint(&storage, dir, &listing);
+        let mut replayed = replay(&storage, dir, &listing, &dicts, options.snapshot_every_versions, checkpoint)?;
+        let Some(damage) = replayed.damage.take() else {
+            return finish_open(dir, options, storage, lock, dicts, replayed, &listing);
+        };
         match (damage.torn_tail, options.recovery) {
             (true, Recovery::TolerateTornTail | Recovery::SalvagePrefix) => {
                 tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason, "cutting a torn tail left by a crash");
@@ -299,21 +366,16 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
             }
             (false, Recovery::SalvagePrefix) => {
                 let moved = cut(&storage, dir, &listing, &damage, true)?;
-                tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason, first_lost_seq = damage.first_lost_seq, moved = ?moved, "salvaged the log's prefix; the rest was moved aside");
+                tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason,
+                    first_lost_seq = damage.first_lost_seq, moved = ?moved, "salvaged the log's prefix; the rest was moved aside");
             }
             (torn, _) => {
                 let reason = if torn { format!("torn tail: {} (Recovery::Strict)", damage.reason) } else { damage.reason.clone() };
                 return Err(Error::corruption(&damage.path, damage.offset, reason));
             }
         }
-        // Replay again from the (now clean) log: simple, and recovery is rare.
-        listing = list(storage.as_ref(), dir)?;
-        replayed = replay(&storage, dir, &listing, &dicts, options.snapshot_every_versions)?;
-        if let Some(d) = replayed.damage {
-            return Err(Error::corruption(&d.path, d.offset, format!("{} (still damaged after recovery)", d.reason)));
-        }
     }
-    finish_open(dir, options, storage, lock, dicts, replayed, &listing)
+    Err(Error::corruption(dir, 0, "the log is still damaged after recovery cut it"))
 }
 
 fn finish_open(
@@ -368,6 +430,8 @@ fn finish_open(
         writer: Mutex::new(writer),
         queue: Mutex::new(Vec::new()),
         validators: RwLock::new(Default::default()),
+        checkpointing: Mutex::new(()),
+        background: Mutex::new(None),
         _lock: lock,
     })
 }

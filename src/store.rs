@@ -37,12 +37,30 @@ pub(crate) struct Shared {
     pub(crate) writer: Mutex<Writer>,
     pub(crate) queue: Mutex<Vec<Pending>>,
     pub(crate) validators: RwLock<Validators>,
+    /// Held while a checkpoint is written (one at a time).
+    pub(crate) checkpointing: Mutex<()>,
+    /// The background checkpoint thread, if one is running.
+    pub(crate) background: Mutex<Option<JoinHandle<()>>>,
     pub(crate) _lock: Box<dyn Any + Send + Sync>,
 }
 
 impl Shared {
-    /// Work that follows a commit, outside the writer lock.
-    pub(crate) fn after_commit(&self) {}
+    /// Starts a checkpoint on a background thread unless one is already running (called
+    /// after a commit once enough has been appended since the last checkpoint).
+    pub(crate) fn start_background_checkpoint(self: &Arc<Self>) {
+        let mut background = self.background.lock();
+        if background.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let shared = Arc::downgrade(self);
+        *background = Some(std::thread::spawn(move || {
+            let Some(shared) = shared.upgrade() else { return };
+            let Some(_one_at_a_time) = shared.checkpointing.try_lock() else { return };
+            if let Err(e) = crate::checkpoint::write(&shared) {
+                tracing::warn!(store = %shared.dir.display(), error = %e, "background checkpoint failed");
+            }
+        }));
+    }
 }
 
 impl Drop for Shared {
@@ -347,6 +365,25 @@ impl Store {
         self.shared.validators.write().entry(kind.to_string()).or_default().push(Arc::new(validator));
     }
 
+    /// Writes a checkpoint now: the materialized state and the index at the current seq, so
+    /// that the next open replays only the log after it. Returns the seq it covers (`None`
+    /// when there is nothing new to cover). Checkpoints are also written automatically, see
+    /// [`Options::checkpoint_every_events`].
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
+    /// store.append(strata::NewEvent::create("Contact", "c1", json!({"name": "Alice"})))?;
+    /// assert_eq!(store.checkpoint()?, Some(1));
+    /// assert_eq!(store.checkpoint()?, None);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn checkpoint(&self) -> Result<Option<u64>> {
+        let _one_at_a_time = self.shared.checkpointing.lock();
+        crate::checkpoint::write(&self.shared)
+    }
+
     #[allow(dead_code)]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -355,6 +392,9 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        if let Some(handle) = self.shared.background.lock().take() {
+            let _ = handle.join();
+        }
         if let Some((stop, handle)) = self.flusher.take() {
             drop(stop);
             let _ = handle.join();

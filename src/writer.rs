@@ -104,7 +104,7 @@ pub(crate) struct Pending {
 }
 
 /// Appends `batch` atomically, group-committing with concurrent callers.
-pub(crate) fn submit(shared: &Shared, batch: Vec<NewEvent>) -> Outcome {
+pub(crate) fn submit(shared: &Arc<Shared>, batch: Vec<NewEvent>) -> Outcome {
     let slot = Arc::new(Mutex::new(None));
     shared.queue.lock().push(Pending { batch, slot: slot.clone() });
     let mut writer = shared.writer.lock();
@@ -113,8 +113,13 @@ pub(crate) fn submit(shared: &Shared, batch: Vec<NewEvent>) -> Outcome {
     }
     let group = std::mem::take(&mut *shared.queue.lock());
     writer.commit_group(shared, group);
+    let o = &shared.options;
+    let checkpoint_due = (o.checkpoint_every_events > 0 && writer.events_since_checkpoint >= o.checkpoint_every_events)
+        || (o.checkpoint_every_bytes > 0 && writer.bytes_since_checkpoint >= o.checkpoint_every_bytes);
     drop(writer);
-    shared.after_commit();
+    if checkpoint_due {
+        shared.start_background_checkpoint();
+    }
     let outcome = slot.lock().take();
     outcome.unwrap_or_else(|| Err(Error::Poisoned { cause: "internal: a batch was lost from its commit group".into() }))
 }
@@ -172,7 +177,7 @@ impl Writer {
                     view.log.frames.push(frame);
                     for (ev, (data, meta)) in p.events.iter().zip(&p.payloads) {
                         let rec = record_view(ev, data, meta.as_deref());
-                        if let Err(reason) = view.index.apply_record(ev.seq, &rec, ev.seq + 1) {
+                        if let Err(reason) = view.index.apply_record(ev.seq, &rec, ev.seq + 1, true) {
                             // The checks above make this unreachable; refuse further writes
                             // rather than continue with an index that disagrees with the log.
                             self.poisoned = Some(format!("internal: index rejected a checked event: {reason}"));
