@@ -395,9 +395,4 @@ impl DecodedFrame {
         }
         Ok(())
     }
-
-    /// The records' uncompressed bytes, chunk by chunk.
-    pub fn raw_chunks(&self) -> impl Iterator<Item = &[u8]> {
-        self.chunks.iter().map(|(_, raw)| raw.as_slice())
-    }
 }

@@ -86,13 +86,6 @@ pub(crate) fn history(shared: &Shared, id: &str) -> Result<Vec<Event>> {
     seqs.into_iter().map(|seq| event(shared, seq)).collect()
 }
 
-/// Every entity id, sorted.
-pub(crate) fn entity_ids(shared: &Shared) -> Vec<Arc<str>> {
-    let mut ids: Vec<Arc<str>> = shared.view.read().index.entities.keys().cloned().collect();
-    ids.sort_unstable();
-    ids
-}
-
 /// The events matching `q`, in seq order.
 pub(crate) fn events(shared: &Shared, q: &crate::event_query::EventQuery) -> Result<Vec<Event>> {
     let limit = q.limit.unwrap_or(usize::MAX);
@@ -196,4 +189,44 @@ pub(crate) fn materialize_all(shared: &Shared) -> Result<()> {
         view.index.install(&id, entity.as_ref(), snaps);
     }
     Ok(())
+}
+
+/// Entities in id order, each rebuilt as of a time (or current), skipping those that did
+/// not exist then. Holds the store alive, not its locks.
+pub(crate) struct EntityScan {
+    shared: Arc<Shared>,
+    ids: std::vec::IntoIter<Arc<str>>,
+    at: Option<crate::timestamp::Timestamp>,
+}
+
+impl Iterator for EntityScan {
+    type Item = Result<Entity>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for id in self.ids.by_ref() {
+            let result = match self.at {
+                None => current(&self.shared, &id),
+                Some(ts) => match version_at(&self.shared, &id, ts.as_micros()) {
+                    Some(v) if v > 0 => version(&self.shared, &id, v),
+                    _ => Ok(None),
+                },
+            };
+            match result {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
+    }
+}
+
+/// Scans the entities of `kind` (or all), as of `at` (or now).
+pub(crate) fn scan_entities(shared: &Arc<Shared>, kind: Option<&str>, at: Option<crate::timestamp::Timestamp>) -> EntityScan {
+    let mut ids: Vec<Arc<str>> = {
+        let view = shared.view.read();
+        view.index.entities.iter().filter(|(_, e)| kind.is_none_or(|k| *e.kind == *k)).map(|(id, _)| id.clone()).collect()
+    };
+    ids.sort_unstable();
+    EntityScan { shared: shared.clone(), ids: ids.into_iter(), at }
 }

@@ -127,6 +127,7 @@ pub(crate) fn replay(
         damage: None,
     };
     let mut start = (0usize, SEGMENT_HEADER_BYTES as u64, Tail::default());
+    let from_checkpoint = checkpoint.is_some();
     if let Some(mut cp) = checkpoint {
         out.store_id = cp.store_id;
         out.index = checkpoint::into_index(&mut cp, snapshot_every);
@@ -160,7 +161,7 @@ pub(crate) fn replay(
                 return Ok(out);
             }
         };
-        if i == 0 && out.log.frames.is_empty() {
+        if i == 0 && !from_checkpoint {
             out.store_id = StoreId(header.store_id);
             out.index.store_id = out.store_id;
         }
@@ -176,7 +177,8 @@ pub(crate) fn replay(
             out.damage = Some(damage_at(24, "segment belongs to another store (store id differs)".into(), out.next_seq));
             return Ok(out);
         }
-        let expected_base = if i <= start.0 && start.0 > 0 { *base } else { out.next_seq };
+        // Segments up to the checkpoint's tail were checked against it (`checkpoint_fits`).
+        let expected_base = if from_checkpoint && i <= start.0 { *base } else { out.next_seq };
         if header.base_seq != *base || header.base_seq != expected_base {
             let reason = format!("segment starts at seq {} but seq {} was expected", header.base_seq, expected_base);
             out.damage = Some(damage_at(16, reason, out.next_seq));

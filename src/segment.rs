@@ -242,11 +242,6 @@ impl<'a> FrameScan<'a> {
         self.pos as u64
     }
 
-    /// The seq the next frame must start at.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
     fn check(&self) -> Result<ScannedFrame<'a>, String> {
         let rest = &self.bytes[self.pos..self.end];
         let header = FrameHeader::parse(rest)?;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, NewEvent, StoreId};
 use crate::event_query::EventQuery;
 use crate::options::{Durability, Options};
+use crate::query::Query;
 use crate::storage::{FsStorage, Storage};
 use crate::timestamp::AsTimestamp;
 use crate::writer::{self, Pending, View, Writer};
@@ -365,6 +366,78 @@ impl Store {
         self.shared.validators.write().entry(kind.to_string()).or_default().push(Arc::new(validator));
     }
 
+    /// The entities matching a query, now or as of a past time, in entity-id order.
+    /// Deleted entities are skipped unless the query says `include_deleted()`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use strata::{NewEvent, Query};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
+    /// store.append(NewEvent::create("Contact", "c1", json!({"stage": "Lead"})))?;
+    /// store.append(NewEvent::create("Contact", "c2", json!({"stage": "Won"})))?;
+    /// let leads = store.find(&Query::kind("Contact").eq("stage", "Lead"))?;
+    /// assert_eq!(leads.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["c1"]);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn find(&self, query: &Query) -> Result<Vec<Entity>> {
+        query.validate()?;
+        let mut out = Vec::new();
+        for item in crate::read::scan_entities(&self.shared, query.kind_name(), query.time()) {
+            let entity = item?;
+            if (query.wants_deleted() || !entity.deleted) && query.matches(&entity) {
+                out.push(entity);
+                if out.len() >= query.max() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every entity as it was at `ts` (deleted ones included, with `deleted = true`), in
+    /// entity-id order, streamed: each entity is rebuilt when the iterator reaches it.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
+    /// let first = store.append(strata::NewEvent::create("Contact", "c1", json!({})))?;
+    /// store.append(strata::NewEvent::create("Contact", "c2", json!({})))?;
+    /// let then: Vec<_> = store.state_at(first.timestamp)?.collect::<strata::Result<_>>()?;
+    /// assert_eq!(then.len(), 1);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn state_at(&self, ts: impl AsTimestamp) -> Result<StateAt> {
+        let ts = ts.as_timestamp()?;
+        Ok(StateAt { inner: crate::read::scan_entities(&self.shared, None, Some(ts)) })
+    }
+
+    /// Counts and memory figures for the open store.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
+    /// store.append(strata::NewEvent::create("Contact", "c1", json!({})))?;
+    /// let stats = store.stats();
+    /// assert_eq!((stats.events, stats.entities), (1, 1));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn stats(&self) -> StoreStats {
+        let view = self.shared.view.read();
+        let (index_bytes, snapshot_bytes) = view.index.memory_estimate();
+        let frame_index_bytes = view.log.frames.capacity() * std::mem::size_of::<crate::segment_set::FrameRef>();
+        StoreStats {
+            events: view.next_seq - 1,
+            entities: view.index.entities.len() as u64,
+            segments: view.log.segments.len() as u64,
+            frames: view.log.frames.len() as u64,
+            index_bytes: (index_bytes + frame_index_bytes) as u64,
+            snapshot_bytes: snapshot_bytes as u64,
+        }
+    }
+
     /// Writes a checkpoint now: the materialized state and the index at the current seq, so
     /// that the next open replays only the log after it. Returns the seq it covers (`None`
     /// when there is nothing new to cover). Checkpoints are also written automatically, see
@@ -399,6 +472,56 @@ impl Drop for Store {
             drop(stop);
             let _ = handle.join();
         }
+    }
+}
+
+/// Counts and memory figures, from [`Store::stats`].
+///
+/// ```
+/// let stats = strata::StoreStats::default();
+/// assert_eq!(stats.events, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Events in the log.
+    pub events: u64,
+    /// Entities (deleted ones included).
+    pub entities: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Frames (committed batches).
+    pub frames: u64,
+    /// Estimated bytes of memory held by the version index, the frame index and the event-id
+    /// map (not counting materialized states and snapshots).
+    pub index_bytes: u64,
+    /// Bytes of memory held by snapshots.
+    pub snapshot_bytes: u64,
+}
+
+/// The iterator returned by [`Store::state_at`].
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let store = strata::Store::open(dir.path(), strata::Options::default())?;
+/// let mut it: strata::StateAt = store.state_at(strata::Timestamp::now())?;
+/// assert!(it.next().is_none());
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub struct StateAt {
+    inner: crate::read::EntityScan,
+}
+
+impl Iterator for StateAt {
+    type Item = Result<Entity>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+}
+
+impl std::fmt::Debug for StateAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateAt").finish_non_exhaustive()
     }
 }
 
