@@ -1,0 +1,187 @@
+//! Checkpoints are a cache: a missing, torn, truncated or bit-flipped checkpoint is reported
+//! and open falls back to an older one or a full replay, never failing and never losing data.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use strata::{Durability, NewEvent, Options, Store};
+
+fn options() -> Options {
+    Options { durability: Durability::Never, segment_size_bytes: 16 << 10, checkpoints_kept: 2, ..Options::default() }
+}
+
+/// Captures what strata logs through `tracing` while `f` runs.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let sink = buffer.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "ckpt")).collect();
+    v.sort();
+    v
+}
+
+/// Writes 3 rounds of 400 events with a checkpoint after each of the first two, and returns
+/// the expected final balance of every account.
+fn build(dir: &Path) -> Vec<i64> {
+    let store = Store::open(dir, options()).unwrap();
+    let mut balances = vec![0i64; 20];
+    for (i, b) in balances.iter().enumerate() {
+        store.append(NewEvent::create("Account", format!("acc_{i}"), json!({"balance": b}))).unwrap();
+    }
+    for round in 0..3 {
+        for n in 0..400 {
+            let i = (n * 7 + round) % balances.len();
+            balances[i] += n as i64;
+            store.append(NewEvent::update(format!("acc_{i}"), json!({"balance": balances[i]}))).unwrap();
+        }
+        if round < 2 {
+            assert!(store.checkpoint().unwrap().is_some());
+        }
+    }
+    assert_eq!(checkpoints(dir).len(), 2);
+    balances
+}
+
+fn assert_state(store: &Store, balances: &[i64]) {
+    assert_eq!(store.last_seq(), 20 + 1200);
+    for (i, b) in balances.iter().enumerate() {
+        let e = store.get(&format!("acc_{i}")).unwrap().unwrap();
+        assert_eq!(e.state["balance"], *b, "acc_{i}");
+        assert_eq!(store.history(&format!("acc_{i}")).unwrap().len() as u64, e.version);
+    }
+}
+
+fn damage_newest_and_reopen(damage: impl Fn(&Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let balances = build(dir.path());
+    let newest = checkpoints(dir.path()).pop().unwrap();
+    damage(&newest);
+    let (store, log) = logged(|| Store::open(dir.path(), options()).unwrap());
+    assert_state(&store, &balances);
+    // Appends continue and survive another reopen.
+    store.append(NewEvent::update("acc_0", json!({"balance": -1}))).unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(store.get("acc_0").unwrap().unwrap().state["balance"], -1);
+    assert!(log.contains(&newest.file_name().unwrap().to_string_lossy().into_owned()), "the damaged checkpoint is named in: {log}");
+    log
+}
+
+#[test]
+fn bit_flipped_checkpoint_is_reported_and_skipped() {
+    for at in [3usize, 20, 61, 70, 200] {
+        let log = damage_newest_and_reopen(|p| {
+            let mut b = std::fs::read(p).unwrap();
+            let i = at.min(b.len() - 1);
+            b[i] ^= 0x04;
+            std::fs::write(p, b).unwrap();
+        });
+        assert!(log.contains("WARN"), "{log}");
+    }
+}
+
+#[test]
+fn truncated_checkpoint_is_reported_and_skipped() {
+    for keep in [0u64, 10, 63, 64, 100] {
+        damage_newest_and_reopen(|p| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(keep).unwrap();
+        });
+    }
+}
+
+#[test]
+fn torn_checkpoint_with_garbage_tail_is_reported_and_skipped() {
+    damage_newest_and_reopen(|p| {
+        let mut b = std::fs::read(p).unwrap();
+        let n = b.len();
+        for x in &mut b[n / 2..] {
+            *x = 0xAB;
+        }
+        std::fs::write(p, b).unwrap();
+    });
+}
+
+#[test]
+fn all_checkpoints_damaged_falls_back_to_full_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances = build(dir.path());
+    for p in checkpoints(dir.path()) {
+        std::fs::write(&p, b"not a checkpoint").unwrap();
+    }
+    let (store, log) = logged(|| Store::open(dir.path(), options()).unwrap());
+    assert_state(&store, &balances);
+    assert_eq!(log.matches("ignoring a damaged or stale checkpoint").count(), 2, "{log}");
+}
+
+#[test]
+fn missing_checkpoint_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances = build(dir.path());
+    for p in checkpoints(dir.path()) {
+        std::fs::remove_file(p).unwrap();
+    }
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_state(&store, &balances);
+}
+
+#[test]
+fn checkpoint_of_a_cut_log_is_stale_and_skipped() {
+    // A checkpoint that covers more of the log than exists (the log was salvaged or cut
+    // after it) must not be trusted.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        store.append(NewEvent::create("Account", "a", json!({"balance": 1}))).unwrap();
+        store.checkpoint().unwrap();
+        store.append(NewEvent::update("a", json!({"balance": 2}))).unwrap();
+        store.checkpoint().unwrap();
+    }
+    let seg =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "seg")).unwrap();
+    // Cut the last frame off (as a torn tail would be): the newest checkpoint covers it.
+    let frames_end = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(frames_end - 5).unwrap();
+    let (store, log) = logged(|| Store::open(dir.path(), options()).unwrap());
+    assert_eq!(store.last_seq(), 1);
+    assert_eq!(store.get("a").unwrap().unwrap().state["balance"], 1);
+    assert!(log.contains("stale"), "{log}");
+}
+
+#[test]
+fn automatic_checkpoints_follow_the_event_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { checkpoint_every_events: 100, ..options() };
+    {
+        let store = Store::open(dir.path(), opts.clone()).unwrap();
+        store.append(NewEvent::create("Account", "a", json!({"balance": 0}))).unwrap();
+        for i in 0..450 {
+            store.append(NewEvent::update("a", json!({"balance": i}))).unwrap();
+        }
+    }
+    let cps = checkpoints(dir.path());
+    assert!(!cps.is_empty() && cps.len() <= 2, "{cps:?}");
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(store.get("a").unwrap().unwrap().state["balance"], 449);
+}
