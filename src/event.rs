@@ -40,7 +40,27 @@ impl StoreId {
     /// assert_eq!(strata::StoreId(1).event_id(7), "0000000000000001-7");
     /// ```
     pub fn event_id(self, seq: u64) -> String {
-        format!("{self}-{seq}")
+        // Hand-rolled: this runs for every appended and every read event.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Vec::with_capacity(37);
+        for shift in (0..16).rev() {
+            out.push(HEX[((self.0 >> (shift * 4)) & 0xf) as usize]);
+        }
+        out.push(b'-');
+        let mut digits = [0u8; 20];
+        let mut n = seq;
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[i..]);
+        // Only ASCII digits, hex letters and '-' were written.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// The seq of an id this store generated, if `id` is one.
@@ -368,6 +388,13 @@ pub(crate) fn validate_label(what: &'static str, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_match_their_display_form() {
+        for (store, seq) in [(0u64, 1u64), (0x2a, 7), (u64::MAX, u64::MAX), (0x0123_4567_89ab_cdef, 1_000_000)] {
+            assert_eq!(StoreId(store).event_id(seq), format!("{:016x}-{seq}", store));
+        }
+    }
 
     #[test]
     fn identifiers_are_checked() {

@@ -128,7 +128,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, batch: Vec<NewEvent>) -> Outcome {
 /// earlier events.
 #[derive(Debug, Clone)]
 struct Pendingstate {
-    kind: String,
+    kind: Arc<str>,
     version: u64,
     deleted: bool,
     /// Materialized only when a validator needs it.
@@ -139,7 +139,15 @@ struct Pendingstate {
 struct Prepared {
     slot: Arc<Mutex<Option<Outcome>>>,
     events: Vec<Event>,
-    payloads: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    payloads: Vec<Payload>,
+}
+
+/// An event's encoded JSON, ready to write.
+struct Payload {
+    data: Vec<u8>,
+    metadata: Option<Vec<u8>>,
+    /// The id was supplied by the caller (and is stored); generated ids are not stored.
+    caller_id: bool,
 }
 
 impl Writer {
@@ -155,10 +163,11 @@ impl Writer {
         let mut prepared = Vec::new();
         for p in group {
             let mut local = overlay.clone();
-            match self.prepare(shared, &p.batch, &mut local, &group_ids) {
+            let ids: Vec<String> = p.batch.iter().filter_map(|e| e.id.clone()).collect();
+            match self.prepare(shared, p.batch, &mut local, &group_ids) {
                 Ok(Ok((events, payloads))) => {
                     overlay = local;
-                    group_ids.extend(p.batch.iter().filter_map(|e| e.id.clone()));
+                    group_ids.extend(ids);
                     self.next_seq += events.len() as u64;
                     self.last_ts = self.last_ts.max(events.iter().map(|e| e.timestamp.as_micros()).max().unwrap_or(i64::MIN));
                     prepared.push(Prepared { slot: p.slot, events, payloads });
@@ -175,8 +184,8 @@ impl Writer {
                 let mut view = shared.view.write();
                 for (p, frame) in prepared.iter().zip(frames) {
                     view.log.frames.push(frame);
-                    for (ev, (data, meta)) in p.events.iter().zip(&p.payloads) {
-                        let rec = record_view(ev, data, meta.as_deref());
+                    for (ev, payload) in p.events.iter().zip(&p.payloads) {
+                        let rec = record_view(ev, payload);
                         if let Err(reason) = view.index.apply_record(ev.seq, &rec, ev.seq + 1, true) {
                             // The checks above make this unreachable; refuse further writes
                             // rather than continue with an index that disagrees with the log.
@@ -211,14 +220,14 @@ impl Writer {
     fn prepare(
         &mut self,
         shared: &Shared,
-        batch: &[NewEvent],
+        batch: Vec<NewEvent>,
         overlay: &mut HashMap<String, Pendingstate>,
         group_ids: &HashSet<String>,
-    ) -> Result<Result<(Vec<Event>, Vec<(Vec<u8>, Option<Vec<u8>>)>), Vec<Event>>> {
+    ) -> Result<Result<(Vec<Event>, Vec<Payload>), Vec<Event>>> {
         if batch.is_empty() {
             return Err(Error::invalid("batch", "a batch needs at least one event"));
         }
-        if let Some(existing) = self.already_stored(shared, batch, group_ids)? {
+        if let Some(existing) = self.already_stored(shared, &batch, group_ids)? {
             return Ok(Err(existing));
         }
         let store = shared.store_id;
@@ -227,13 +236,13 @@ impl Writer {
         let mut events = Vec::with_capacity(batch.len());
         let mut payloads = Vec::with_capacity(batch.len());
         let validators = shared.validators.read();
-        for (i, ne) in batch.iter().enumerate() {
+        for (i, ne) in batch.into_iter().enumerate() {
             let seq = self.next_seq + i as u64;
-            let ts = self.timestamp_for(ne, batch_ts, prev_ts)?;
+            let ts = self.timestamp_for(&ne, batch_ts, prev_ts)?;
             prev_ts = ts;
-            check_fields(ne, store)?;
+            check_fields(&ne, store)?;
             let current = self.entity_state(shared, overlay, &ne.entity)?;
-            let (kind, version) = check_operation(ne, current.as_ref())?;
+            let (kind, version) = check_operation(&ne, current.as_ref())?;
             let verb = match (ne.op, &ne.verb) {
                 (Operation::Create, _) => "Created",
                 (Operation::Delete, _) => "Deleted",
@@ -241,24 +250,30 @@ impl Writer {
                 (Operation::Update, Some(v)) => v.as_str(),
                 (Operation::Update, None) => "Updated",
             };
+            let mut event_type = String::with_capacity(kind.len() + 1 + verb.len());
+            event_type.push_str(&kind);
+            event_type.push('.');
+            event_type.push_str(verb);
+            let caller_id = ne.id.is_some();
+            let has_metadata = !ne.metadata.is_empty();
             let ev = Event {
                 seq,
-                id: ne.id.clone().unwrap_or_else(|| store.event_id(seq)),
-                event_type: format!("{kind}.{verb}"),
-                entity: ne.entity.clone(),
-                actor: ne.actor.clone(),
+                id: ne.id.unwrap_or_else(|| store.event_id(seq)),
+                event_type,
+                entity: ne.entity,
+                actor: ne.actor,
                 timestamp: Timestamp::from_micros(ts),
                 version,
-                data: ne.data.clone(),
-                metadata: Value::Object(ne.metadata.clone()),
+                data: ne.data,
+                metadata: Value::Object(ne.metadata),
                 batch: self.next_seq,
                 store,
             };
             let data = serde_json::to_vec(&ev.data).map_err(|e| Error::invalid("data", e.to_string()))?;
-            let meta = if ne.metadata.is_empty() {
-                None
-            } else {
+            let meta = if has_metadata {
                 Some(serde_json::to_vec(&ev.metadata).map_err(|e| Error::invalid("metadata", e.to_string()))?)
+            } else {
+                None
             };
             let size = data.len() + meta.as_ref().map_or(0, Vec::len) + ev.entity.len() + ev.event_type.len() + 32;
             if size > shared.options.max_event_bytes {
@@ -267,7 +282,7 @@ impl Writer {
             let next = self.next_state(shared, &validators, current, &ev)?;
             overlay.insert(ev.entity.clone(), next);
             events.push(ev);
-            payloads.push((data, meta));
+            payloads.push(Payload { data, metadata: meta, caller_id });
         }
         Ok(Ok((events, payloads)))
     }
@@ -326,7 +341,7 @@ impl Writer {
         }
         let view = shared.view.read();
         Ok(view.index.entities.get(id).map(|e| Pendingstate {
-            kind: e.kind.to_string(),
+            kind: e.kind.clone(),
             version: e.version(),
             deleted: e.deleted,
             state: None,
@@ -342,8 +357,11 @@ impl Writer {
         current: Option<Pendingstate>,
         ev: &Event,
     ) -> Result<Pendingstate> {
-        let kind = ev.kind().to_string();
-        let checks = validators.get(&kind);
+        let kind: Arc<str> = match &current {
+            Some(c) => c.kind.clone(),
+            None => Arc::from(ev.kind()),
+        };
+        let checks = validators.get(&*kind);
         let tracked = current.as_ref().and_then(|c| c.state.clone());
         let state = if checks.is_some() || tracked.is_some() {
             let before = match (tracked, &current) {
@@ -378,7 +396,7 @@ impl Writer {
         let mut buf = Vec::new();
         let mut refs = Vec::with_capacity(prepared.len());
         for p in prepared {
-            let views: Vec<RecordView<'_>> = p.events.iter().zip(&p.payloads).map(|(e, (d, m))| record_view(e, d, m.as_deref())).collect();
+            let views: Vec<RecordView<'_>> = p.events.iter().zip(&p.payloads).map(|(e, p)| record_view(e, p)).collect();
             let base_seq = p.events[0].seq;
             let mut start = buf.len();
             let mut raw = self.encode(&mut buf, base_seq, &views)?;
@@ -507,17 +525,16 @@ impl Writer {
 }
 
 /// The record view of a checked event and its encoded payloads.
-fn record_view<'a>(ev: &'a Event, data: &'a [u8], metadata: Option<&'a [u8]>) -> RecordView<'a> {
-    let generated = ev.id == ev.store.event_id(ev.seq);
+fn record_view<'a>(ev: &'a Event, payload: &'a Payload) -> RecordView<'a> {
     RecordView {
         entity: &ev.entity,
         event_type: &ev.event_type,
         version: ev.version,
         timestamp: ev.timestamp.as_micros(),
         actor: ev.actor.as_deref(),
-        id: if generated { None } else { Some(ev.id.as_str()) },
-        data,
-        metadata,
+        id: payload.caller_id.then_some(ev.id.as_str()),
+        data: &payload.data,
+        metadata: payload.metadata.as_deref(),
     }
 }
 
@@ -557,7 +574,7 @@ fn check_fields(ne: &NewEvent, store: StoreId) -> Result<()> {
 }
 
 /// Checks an operation against the entity's state; returns its kind and new version.
-fn check_operation(ne: &NewEvent, current: Option<&Pendingstate>) -> Result<(String, u64)> {
+fn check_operation(ne: &NewEvent, current: Option<&Pendingstate>) -> Result<(Arc<str>, u64)> {
     let actual = current.map_or(0, |c| c.version);
     if let Some(expected) = ne.expected_version {
         if expected != actual {
@@ -565,8 +582,10 @@ fn check_operation(ne: &NewEvent, current: Option<&Pendingstate>) -> Result<(Str
         }
     }
     match (ne.op, current) {
-        (Operation::Create, Some(c)) => Err(Error::AlreadyExists { entity: ne.entity.clone(), kind: c.kind.clone(), version: c.version }),
-        (Operation::Create, None) => Ok((ne.kind.clone().unwrap_or_default(), 1)),
+        (Operation::Create, Some(c)) => {
+            Err(Error::AlreadyExists { entity: ne.entity.clone(), kind: c.kind.to_string(), version: c.version })
+        }
+        (Operation::Create, None) => Ok((Arc::from(ne.kind.as_deref().unwrap_or_default()), 1)),
         (_, None) => Err(Error::NotFound { entity: ne.entity.clone() }),
         (Operation::Delete, Some(c)) if c.deleted && !ne.internal => {
             Err(Error::invalid("delete", format!("{} is already deleted", ne.entity)))
