@@ -440,12 +440,22 @@ impl Store {
         };
         if now.deleted && !after.deleted {
             let by = self.latest_change(event, &after, |a, b| !a.deleted && b.deleted)?;
-            return Ok(Err(format!("entity {:?} has been deleted since event {:?}{}", event.entity, event.id, later(by.as_ref(), "deleted"))));
+            return Ok(Err(format!(
+                "entity {:?} has been deleted since event {:?}{}",
+                event.entity,
+                event.id,
+                later(by.as_ref(), "deleted")
+            )));
         }
         let flipped_flag = before.as_ref().is_none_or(|b| b.deleted != after.deleted);
         if flipped_flag && after.deleted && !now.deleted {
             let by = self.latest_change(event, &after, |a, b| a.deleted && !b.deleted)?;
-            return Ok(Err(format!("entity {:?} has been restored since event {:?}{}", event.entity, event.id, later(by.as_ref(), "restored"))));
+            return Ok(Err(format!(
+                "entity {:?} has been restored since event {:?}{}",
+                event.entity,
+                event.id,
+                later(by.as_ref(), "restored")
+            )));
         }
         let empty = Map::new();
         let before_state = before.as_ref().map_or(&empty, |b| &b.state);
@@ -551,7 +561,8 @@ impl Store {
 /// Check 2: every event strata writes is `Kind.Verb`; anything else (a log written by
 /// something else, a future merge of foreign logs) is not understood well enough to undo.
 fn check_undoable_type(event: &Event) -> Result<(), Refusal> {
-    let well_formed = event.event_type.split_once('.').is_some_and(|(kind, verb)| !kind.is_empty() && !verb.is_empty() && !verb.contains('.'));
+    let well_formed =
+        event.event_type.split_once('.').is_some_and(|(kind, verb)| !kind.is_empty() && !verb.is_empty() && !verb.contains('.'));
     if well_formed { Ok(()) } else { Err(format!("event {:?} has type {:?}, which cannot be undone", event.id, event.event_type)) }
 }
 
