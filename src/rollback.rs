@@ -27,7 +27,7 @@ use crate::undo::{self, Change};
 /// store.append(strata::NewEvent::update("c1", json!({"stage": "Lost"})))?;
 /// let outcome = store.rollback("c1", created.timestamp)?;
 /// assert_eq!(outcome.event().map(|e| e.version), Some(3));
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum RollbackOutcome {
@@ -75,7 +75,7 @@ impl Store {
     /// let now = store.get("c1")?.unwrap();
     /// assert_eq!((now.version, now.state.clone()), (3, store.get_as_of("c1", good.timestamp)?.unwrap().state));
     /// assert!(matches!(store.rollback("nobody", good.timestamp), Err(strata::Error::NotFound { .. })));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rollback(&self, id: &str, ts: impl AsTimestamp) -> Result<RollbackOutcome> {
         self.rollback_with(id, ts.as_timestamp()?, None)
@@ -93,7 +93,7 @@ impl Store {
     /// let event = outcome.event().expect("deleted");
     /// assert_eq!((event.event_type.as_str(), event.actor.as_deref()), ("Contact.Deleted", Some("agent_7")));
     /// assert!(store.get("c1")?.unwrap().deleted);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rollback_by(&self, id: &str, ts: impl AsTimestamp, actor: &str) -> Result<RollbackOutcome> {
         self.rollback_with(id, ts.as_timestamp()?, Some(actor))

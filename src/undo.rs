@@ -60,7 +60,7 @@ pub(crate) const MAX_ATTEMPTS: usize = 4;
 /// let again = store.can_undo(&created.id)?;
 /// assert!(!again.can_undo);
 /// assert_eq!(again.reason, Some(format!("event {:?} was already undone by event {:?} (Contact.Deleted, version 2)", created.id, undo.id)));
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndoCheck {
@@ -198,7 +198,7 @@ impl Store {
     ///     qualified.id, won.id)));
     /// assert!(store.can_undo(&won.id)?.can_undo);
     /// assert_eq!(store.can_undo("no-such-event")?.reason.as_deref(), Some("event \"no-such-event\" does not exist"));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn can_undo(&self, event_id: &str) -> Result<UndoCheck> {
         let refusal = match self.plan_undo(event_id, None)? {
@@ -241,7 +241,7 @@ impl Store {
     /// store.undo(&undo.id)?;
     /// assert_eq!(store.get("c1")?.unwrap().state["stage"], "Lost");
     /// assert!(matches!(store.undo(&oops.id), Err(strata::Error::CannotUndo { .. })));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn undo(&self, event_id: &str) -> Result<Event> {
         self.undo_with(event_id, None)
@@ -257,7 +257,7 @@ impl Store {
     /// let undo = store.undo_by(&created.id, "agent_7")?;
     /// assert_eq!((undo.event_type.as_str(), undo.actor.as_deref()), ("Contact.Deleted", Some("agent_7")));
     /// assert!(store.get("c1")?.unwrap().deleted);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn undo_by(&self, event_id: &str, actor: &str) -> Result<Event> {
         self.undo_with(event_id, Some(actor))
@@ -281,7 +281,7 @@ impl Store {
     /// ])?;
     /// assert!(store.can_undo_batch(batch[0].batch)?.can_undo);
     /// assert_eq!(store.can_undo_batch(999)?.reason.as_deref(), Some("batch 999 does not exist"));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn can_undo_batch(&self, batch_id: u64) -> Result<UndoCheck> {
         let refusal = match self.plan_undo_batch(batch_id, None)? {
@@ -313,7 +313,7 @@ impl Store {
     /// assert_eq!(undone[0].batch, undone[1].batch);
     /// assert_eq!(store.get("a")?.unwrap().state["balance"], 100);
     /// assert_eq!(store.get("b")?.unwrap().state["balance"], 0);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn undo_batch(&self, batch_id: u64) -> Result<Vec<Event>> {
         self.undo_batch_with(batch_id, None)
@@ -328,7 +328,7 @@ impl Store {
     /// let created = store.append(strata::NewEvent::create("Contact", "c1", json!({})))?;
     /// let undone = store.undo_batch_by(created.batch, "agent_7")?;
     /// assert_eq!(undone[0].actor.as_deref(), Some("agent_7"));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn undo_batch_by(&self, batch_id: u64, actor: &str) -> Result<Vec<Event>> {
         self.undo_batch_with(batch_id, Some(actor))

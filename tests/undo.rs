@@ -453,3 +453,33 @@ fn undo_batch_survives_reopen() {
     assert!(store.can_undo_batch(batch).unwrap().reason.unwrap().contains("was already undone by event"));
     assert!(store.get("a").unwrap().unwrap().deleted && store.get("b").unwrap().unwrap().deleted);
 }
+
+#[test]
+fn undo_links_survive_a_checkpoint_and_the_log_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (update, undo, redo) = {
+        let store = open(dir.path());
+        store.append(NewEvent::create("Contact", "c1", json!({"stage": "Lead"}))).unwrap();
+        let update = store.append(NewEvent::update("c1", json!({"stage": "Won"}))).unwrap();
+        let undo = store.undo(&update.id).unwrap();
+        // The first link is in the checkpoint, the second only in the log after it.
+        assert_eq!(store.checkpoint().unwrap(), Some(undo.seq));
+        let redo = store.undo(&undo.id).unwrap();
+        (update, undo, redo)
+    };
+    let has_checkpoint = std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "ckpt"));
+    assert!(has_checkpoint);
+    let store = open(dir.path());
+    assert_eq!(
+        refusal(&store, &update.id),
+        format!("event {:?} was already undone by event {:?} (Contact.Updated, version 3)", update.id, undo.id)
+    );
+    assert_eq!(refusal(&store, &undo.id), format!("event {:?} was already undone by event {}", undo.id, describe(&redo)));
+    store.undo(&redo.id).unwrap();
+    assert_eq!(state(&store, "c1"), json!({"stage": "Lead"}));
+    // A checkpoint that covers everything: the next open replays nothing.
+    store.checkpoint().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert!(refusal(&store, &redo.id).starts_with(&format!("event {:?} was already undone by event", redo.id)));
+}
