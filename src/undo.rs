@@ -438,37 +438,10 @@ impl Store {
         let Some(after) = crate::read::version(shared, &event.entity, event.version)? else {
             return Ok(Err(format!("entity {:?} of event {:?} does not exist", event.entity, event.id)));
         };
-        if now.deleted && !after.deleted {
-            let by = self.latest_change(event, &after, |a, b| !a.deleted && b.deleted)?;
-            return Ok(Err(format!(
-                "entity {:?} has been deleted since event {:?}{}",
-                event.entity,
-                event.id,
-                later(by.as_ref(), "deleted")
-            )));
-        }
-        let flipped_flag = before.as_ref().is_none_or(|b| b.deleted != after.deleted);
-        if flipped_flag && after.deleted && !now.deleted {
-            let by = self.latest_change(event, &after, |a, b| a.deleted && !b.deleted)?;
-            return Ok(Err(format!(
-                "entity {:?} has been restored since event {:?}{}",
-                event.entity,
-                event.id,
-                later(by.as_ref(), "restored")
-            )));
-        }
         let empty = Map::new();
-        let before_state = before.as_ref().map_or(&empty, |b| &b.state);
-        let fields = changed_fields(before_state, &after.state);
-        if let Some(field) = fields.iter().find(|f| value_at(&now.state, f) != value_at(&after.state, f)) {
-            let by = self.latest_change(event, &after, |a, b| value_at(&a.state, field) != value_at(&b.state, field))?;
-            return Ok(Err(format!(
-                "field {:?} of {:?} has changed since event {:?}{}",
-                field.join("."),
-                event.entity,
-                event.id,
-                later(by.as_ref(), "changed")
-            )));
+        let fields = changed_fields(before.as_ref().map_or(&empty, |b| &b.state), &after.state);
+        if let Some(refusal) = self.state_refusal(event, before.as_ref(), &after, now, &fields)? {
+            return Ok(Err(refusal));
         }
         let (change, patch) = match &before {
             // A create is compensated by a soft delete that keeps the fields.
@@ -497,6 +470,35 @@ impl Store {
         let new_event = compensating_event(change, &event.entity, patch, metadata, actor, now.version);
         let after = project(now, &event_type, now.version + 1, Timestamp::now(), &new_event.data);
         Ok(Ok(Compensation { event: new_event, event_type, before: now.clone(), after }))
+    }
+
+    /// Checks 4 and 5: the entity is not deleted unless `event` left it so, a deleted flag
+    /// `event` set is still set, and every field it changed still holds the value it gave
+    /// it. `before` and `after` are the entity around `event`, `now` as it is now.
+    fn state_refusal(
+        &self,
+        event: &Event,
+        before: Option<&Entity>,
+        after: &Entity,
+        now: &Entity,
+        fields: &[FieldPath],
+    ) -> Result<Option<Refusal>> {
+        let (id, entity) = (&event.id, &event.entity);
+        if now.deleted && !after.deleted {
+            let by = self.latest_change(event, after, |a, b| !a.deleted && b.deleted)?;
+            return Ok(Some(format!("entity {entity:?} has been deleted since event {id:?}{}", later(by.as_ref(), "deleted"))));
+        }
+        let flipped_flag = before.is_none_or(|b| b.deleted != after.deleted);
+        if flipped_flag && after.deleted && !now.deleted {
+            let by = self.latest_change(event, after, |a, b| a.deleted && !b.deleted)?;
+            return Ok(Some(format!("entity {entity:?} has been restored since event {id:?}{}", later(by.as_ref(), "restored"))));
+        }
+        if let Some(field) = fields.iter().find(|f| value_at(&now.state, f) != value_at(&after.state, f)) {
+            let by = self.latest_change(event, after, |a, b| value_at(&a.state, field) != value_at(&b.state, field))?;
+            let name = field.join(".");
+            return Ok(Some(format!("field {name:?} of {entity:?} has changed since event {id:?}{}", later(by.as_ref(), "changed"))));
+        }
+        Ok(None)
     }
 
     /// The latest event after `event` (on the same entity) for which `changed(before, after)`
