@@ -24,8 +24,9 @@
 //!
 //! # Invariants
 //! - An event is undone only if every field it changed still holds the value it gave it,
-//!   and its entity's deleted flag is as it left it; then undo followed by undo of the undo
-//!   (redo) leaves the entity exactly as it was before both.
+//!   its entity is not deleted unless the event left it deleted, and a deleted flag the
+//!   event flipped is still as it left it; so undo followed by undo of the undo (redo)
+//!   leaves the entity exactly as it was before both.
 //! - Every compensating event carries `expect_version`: a concurrent change between the
 //!   check and the append is a version conflict, after which the undo is checked and
 //!   planned again (up to [`MAX_ATTEMPTS`] times) instead of writing a wrong compensation.
