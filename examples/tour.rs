@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use strata::{Entity, Event, EventQuery, NewEvent, Options, Query, Store, Timestamp};
+use strata::{Entity, Error, Event, EventQuery, NewEvent, Options, Query, Store, Timestamp};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/tour-store"));
@@ -108,7 +108,80 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&dir, Options::default())?;
     println!("  reopened: {} events, last seq {} (was {last})", store.stats().events, store.last_seq());
     show_entity("  contact_1 after reopen", &store.get("contact_1")?);
+
+    chapter("5. Rollback, undo and redo: new events, never a rewrite");
+    rollback_and_undo(&store)?;
     println!("\nLook inside: cargo run -p strata-dump -- records {}", dir.display());
+    Ok(())
+}
+
+/// Rollback, undo and redo append compensating events, linked to what they reverse
+/// (`metadata.rollbackTo`, `undoOf`, `undoType`) and auditable like any other.
+fn rollback_and_undo(store: &Store) -> Result<(), Box<dyn std::error::Error>> {
+    let day = |d: u32, h: u32| Timestamp::parse(&format!("2026-01-{d:02}T{h:02}:00:00Z"));
+
+    // An accidental update on January 19th, rolled back to yesterday.
+    let oops =
+        store.append(NewEvent::update("deal_1", json!({"amount": 0, "notes": "wrong deal"})).actor("agent_3").timestamp(day(19, 9)?))?;
+    show_event("accidental update", &oops);
+    // The rollback, like every event from here on, is dated by the clock.
+    let rollback = store.rollback_by("deal_1", day(18, 0)?, "agent_1")?;
+    match rollback.event() {
+        Some(ev) => show_event(&format!("rolled back to {}", ev.metadata["rollbackTo"]), ev),
+        None => println!("  nothing to roll back"),
+    }
+    show_entity("  deal_1 now (its version went up, the bad write stays in the history)", &store.get("deal_1")?);
+
+    // A ledger: the validator runs inside the write path for every Account event (appends,
+    // batches, rollback, undo) before anything is written. It must be fast and must not call
+    // back into the store.
+    store.add_validator("Account", |_before: Option<&Entity>, _event: &Event, after: &Entity| match after.state["balance"].as_i64() {
+        Some(balance) if balance >= 0 => Ok(()),
+        Some(balance) => Err(format!("balance of {} would be {balance}", after.id)),
+        None => Err(format!("{} needs an integer balance", after.id)),
+    });
+    store.append_batch(vec![
+        NewEvent::create("Account", "acc_startup", json!({"owner": "contact_1", "balance": 100})),
+        NewEvent::create("Account", "acc_corp", json!({"owner": "contact_2", "balance": 0})),
+    ])?;
+    let transfer = |amount: i64, from_balance: i64, to_balance: i64| {
+        vec![
+            NewEvent::update("acc_startup", json!({"balance": from_balance})).verb("Debited").metadata(json!({"amount": amount})),
+            NewEvent::update("acc_corp", json!({"balance": to_balance})).verb("Credited").metadata(json!({"amount": amount})),
+        ]
+    };
+    match store.append_batch(transfer(150, -50, 150)) {
+        Err(e) => println!("  an overdraft is refused, and nothing of its batch is written: {e}"),
+        Ok(_) => println!("  unexpected: an overdraft went through"),
+    }
+
+    // A transfer, undone atomically on both accounts.
+    let sent = store.append_batch(transfer(30, 70, 30))?;
+    println!("  transfer of 30 (batch {}):", sent[0].batch);
+    for ev in &sent {
+        show_event("  ", ev);
+    }
+    let undone = store.undo_batch_by(sent[0].batch, "agent_1")?;
+    println!("  undone in one new batch ({}), last event first:", undone[0].batch);
+    for ev in &undone {
+        show_event(&format!("  undoOf {}", ev.metadata["undoOf"]), ev);
+    }
+    show_entity("  acc_startup", &store.get("acc_startup")?);
+    show_entity("  acc_corp", &store.get("acc_corp")?);
+
+    // A double undo is refused, and the reason says why.
+    let check = store.can_undo_batch(sent[0].batch)?;
+    println!("  undo the transfer again? {}: {}", check.can_undo, check.reason.unwrap_or_default());
+    if let Err(Error::CannotUndo { reason }) = store.undo(&sent[1].id) {
+        println!("  undo of the credit alone: refused: {reason}");
+    }
+
+    // Redo is the undo of the undo, and can be undone in turn.
+    let redone = store.undo_batch(undone[0].batch)?;
+    println!("  redo (batch {}): the transfer again", redone[0].batch);
+    show_entity("  acc_startup", &store.get("acc_startup")?);
+    show_entity("  acc_corp", &store.get("acc_corp")?);
+    println!("  and the redo can be undone: {}", store.can_undo_batch(redone[0].batch)?.can_undo);
     Ok(())
 }
 
