@@ -15,7 +15,7 @@ use crate::timestamp::Timestamp;
 /// let e = store.get("contact_1")?.expect("just created");
 /// assert_eq!((e.kind.as_str(), e.version, e.deleted), ("Contact", 1, false));
 /// assert_eq!(e.state["name"], "Alice");
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entity {

@@ -65,10 +65,10 @@ impl EntityRecord {
     /// How to rebuild `version`: the closest snapshot at or below it (or the current state
     /// when `version` is the latest) and the seqs of the events to replay on top.
     pub(crate) fn plan(&self, id: &str, version: u64, every: u64) -> ReadPlan {
-        if version == self.version() {
-            if let Some(entity) = self.current_entity(id) {
-                return ReadPlan { base: Some(entity), replay: Vec::new() };
-            }
+        if version == self.version()
+            && let Some(entity) = self.current_entity(id)
+        {
+            return ReadPlan { base: Some(entity), replay: Vec::new() };
         }
         let every = every.max(1);
         let mut j = version / every;
@@ -76,11 +76,10 @@ impl EntityRecord {
             if j == 0 {
                 break None;
             }
-            if let Some(Some(snap)) = self.snapshots.get(j as usize - 1) {
-                match decode_snapshot(snap) {
-                    Some((deleted, state)) => break Some(self.entity_with(id, j * every, state, deleted)),
-                    None => {}
-                }
+            if let Some(Some(snap)) = self.snapshots.get(j as usize - 1)
+                && let Some((deleted, state)) = decode_snapshot(snap)
+            {
+                break Some(self.entity_with(id, j * every, state, deleted));
             }
             j -= 1;
         };
@@ -212,10 +211,10 @@ impl EntityIndex {
             #[serde(rename = "undoOf", borrow)]
             undo_of: Option<std::borrow::Cow<'a, str>>,
         }
-        if let Ok(Links { undo_of: Some(target) }) = serde_json::from_slice::<Links<'_>>(metadata) {
-            if let Some(target_seq) = self.seq_of_id(&target, next_seq) {
-                self.undone_by.insert(target_seq, seq);
-            }
+        if let Ok(Links { undo_of: Some(target) }) = serde_json::from_slice::<Links<'_>>(metadata)
+            && let Some(target_seq) = self.seq_of_id(&target, next_seq)
+        {
+            self.undone_by.insert(target_seq, seq);
         }
     }
 
@@ -231,14 +230,14 @@ impl EntityIndex {
             crate::merge_patch::merge_patch(Arc::make_mut(cur), data);
         }
         let version = e.version();
-        if version % every == 0 {
-            if let Some(cur) = e.current.as_ref() {
-                let j = (version / every) as usize;
-                if e.snapshots.len() < j {
-                    e.snapshots.resize(j, None);
-                }
-                e.snapshots[j - 1] = Some(encode_snapshot(e.deleted, cur));
+        if version % every == 0
+            && let Some(cur) = e.current.as_ref()
+        {
+            let j = (version / every) as usize;
+            if e.snapshots.len() < j {
+                e.snapshots.resize(j, None);
             }
+            e.snapshots[j - 1] = Some(encode_snapshot(e.deleted, cur));
         }
     }
 
@@ -247,10 +246,11 @@ impl EntityIndex {
     pub(crate) fn install(&mut self, id: &str, current: Option<&Entity>, snapshots: Vec<(u64, Snapshot)>) {
         let every = self.snapshot_every;
         let Some(e) = self.entities.get_mut(id) else { return };
-        if let Some(cur) = current {
-            if cur.version == e.version() && e.current.is_none() {
-                e.current = Some(Arc::new(cur.state.clone()));
-            }
+        if let Some(cur) = current
+            && cur.version == e.version()
+            && e.current.is_none()
+        {
+            e.current = Some(Arc::new(cur.state.clone()));
         }
         for (version, snap) in snapshots {
             let j = (version / every) as usize;

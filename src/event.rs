@@ -90,7 +90,7 @@ impl StoreId {
 /// assert_eq!((ev.seq, ev.version, ev.event_type.as_str()), (1, 1, "Contact.Created"));
 /// assert_eq!((ev.kind(), ev.verb()), ("Contact", "Created"));
 /// assert_eq!(ev.actor.as_deref(), Some("agent_1"));
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -303,7 +303,7 @@ impl NewEvent {
     /// ```
     /// let ev = strata::NewEvent::delete("c1").timestamp(strata::Timestamp::parse("2030-01-01T00:00:00Z")?);
     /// # let _ = ev;
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn timestamp(mut self, timestamp: Timestamp) -> Self {
         self.timestamp = Some(timestamp);

@@ -19,7 +19,7 @@ use crate::timestamp::{AsTimestamp, Timestamp};
 ///     .after_seq(100)
 ///     .limit(50);
 /// assert!(q.matches_type("Deal.Won") && !q.matches_type("Contact.Created"));
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventQuery {
@@ -93,7 +93,7 @@ impl EventQuery {
     /// ```
     /// let q = strata::EventQuery::new().before("2026-02-01T00:00:00Z")?;
     /// # let _ = q;
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn before(mut self, ts: impl AsTimestamp) -> Result<Self> {
         self.before = Some(ts.as_timestamp()?);

@@ -16,7 +16,7 @@
 //! store.append(NewEvent::delete("contact_1"))?;
 //! assert!(store.get("contact_1")?.unwrap().deleted);
 //! assert_eq!(store.history("contact_1")?.len(), 3);
-//! # Ok::<(), strata::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The on-disk format is specified in `format-spec.md` at the root of the repository.

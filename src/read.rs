@@ -158,7 +158,8 @@ pub(crate) fn materialize_all(shared: &Shared) -> Result<()> {
         return Ok(());
     }
     let every = shared.options.snapshot_every_versions.max(1);
-    let mut folded: std::collections::HashMap<Arc<str>, (Option<Entity>, Vec<(u64, Snapshot)>)> = std::collections::HashMap::new();
+    type Folded = (Option<Entity>, Vec<(u64, Snapshot)>);
+    let mut folded: std::collections::HashMap<Arc<str>, Folded> = std::collections::HashMap::new();
     let mut position = 0;
     while position < frame_count {
         let frames = shared.view.read().log.frames_at(position, 64.min(frame_count - position));

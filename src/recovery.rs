@@ -242,11 +242,11 @@ pub(crate) fn replay(
             active.next_seq = next_seq;
         }
         out.last_sealed = sealed.is_some();
-        if let Some(t) = sealed {
-            if scan.position() != t.index_offset || t.next_seq != out.next_seq || t.frames != active.frames {
-                out.damage = Some(damage_at(t.index_offset, "trailer does not match the segment's frames".into(), out.next_seq));
-                return Ok(out);
-            }
+        if let Some(t) = sealed
+            && (scan.position() != t.index_offset || t.next_seq != out.next_seq || t.frames != active.frames)
+        {
+            out.damage = Some(damage_at(t.index_offset, "trailer does not match the segment's frames".into(), out.next_seq));
+            return Ok(out);
         }
         out.tail = Some(active);
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 /// A file handle from a [`Storage`].
+#[allow(clippy::len_without_is_empty)] // A file's length is what callers need; emptiness never is.
 pub trait StorageFile: Send + Sync + Debug {
     /// The file's current length in bytes.
     fn len(&self) -> io::Result<u64>;

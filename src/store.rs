@@ -67,10 +67,10 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         let writer = self.writer.get_mut();
-        if writer.poisoned.is_none() {
-            if let Err(e) = writer.sync() {
-                tracing::error!(store = %self.dir.display(), error = %e, "final sync on close failed");
-            }
+        if writer.poisoned.is_none()
+            && let Err(e) = writer.sync()
+        {
+            tracing::error!(store = %self.dir.display(), error = %e, "final sync on close failed");
         }
     }
 }
@@ -93,7 +93,7 @@ impl Drop for Shared {
 /// assert_eq!((contact.version, contact.state["stage"].as_str()), (2, Some("Qualified")));
 /// let qualified = store.events(&EventQuery::new().event_type("*.Qualified"))?;
 /// assert_eq!(qualified.len(), 1);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Store {
     shared: Arc<Shared>,
@@ -115,7 +115,7 @@ impl Store {
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
     /// assert!(matches!(strata::Store::open(dir.path(), strata::Options::default()), Err(strata::Error::Locked { .. })));
     /// # drop(store);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         Self::open_with_storage(dir, options, Arc::new(FsStorage))
@@ -128,7 +128,7 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = strata::Store::open_with_storage(dir.path(), strata::Options::default(), Arc::new(strata::FsStorage))?;
     /// # drop(store);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with_storage(dir: impl AsRef<Path>, options: Options, storage: Arc<dyn Storage>) -> Result<Store> {
         if options.max_event_bytes > crate::record::MAX_RECORD_BYTES {
@@ -154,7 +154,7 @@ impl Store {
     /// let ev = store.append(strata::NewEvent::create("Contact", "c1", json!({"name": "Alice"})))?;
     /// assert_eq!(ev.event_type, "Contact.Created");
     /// assert!(matches!(store.append(strata::NewEvent::update("nobody", json!({}))), Err(strata::Error::NotFound { .. })));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append(&self, event: NewEvent) -> Result<Event> {
         let mut events = writer::submit(&self.shared, vec![event])?;
@@ -177,7 +177,7 @@ impl Store {
     /// // A failing event fails the whole batch.
     /// assert!(store.append_batch(vec![NewEvent::update("a", json!({"balance": 5})), NewEvent::update("zzz", json!({}))]).is_err());
     /// assert_eq!(store.get("a")?.unwrap().state["balance"], 10);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
         writer::submit(&self.shared, events)
@@ -189,7 +189,7 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
     /// assert_eq!(store.get("nobody")?, None);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, id: &str) -> Result<Option<Entity>> {
         crate::read::current(&self.shared, id)
@@ -205,7 +205,7 @@ impl Store {
     /// store.append(strata::NewEvent::delete("c1"))?;
     /// let types: Vec<String> = store.history("c1")?.into_iter().map(|e| e.event_type).collect();
     /// assert_eq!(types, ["Contact.Created", "Contact.Deleted"]);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn history(&self, id: &str) -> Result<Vec<Event>> {
         crate::read::history(&self.shared, id)
@@ -221,7 +221,7 @@ impl Store {
     /// store.append(strata::NewEvent::create("Contact", "c1", json!({})))?;
     /// let deals = store.events(&strata::EventQuery::new().event_type("Deal.*"))?;
     /// assert_eq!(deals.len(), 1);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
         crate::read::events(&self.shared, query)
@@ -235,7 +235,7 @@ impl Store {
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
     /// let ev = store.append(strata::NewEvent::create("Deal", "d1", json!({})).id("req-1"))?;
     /// assert_eq!(store.event("req-1")?.map(|e| e.seq), Some(ev.seq));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn event(&self, id: &str) -> Result<Option<Event>> {
         let seq = {
@@ -251,7 +251,7 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
     /// store.sync()?;
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&self) -> Result<()> {
         self.shared.writer.lock().sync()
@@ -263,7 +263,7 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
     /// assert_eq!(store.store_id().to_string().len(), 16);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn store_id(&self) -> StoreId {
         self.shared.store_id
@@ -275,7 +275,7 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
     /// assert_eq!(store.last_seq(), 0);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn last_seq(&self) -> u64 {
         self.shared.view.read().next_seq - 1
@@ -287,7 +287,7 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
     /// assert_eq!(store.path(), dir.path());
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn path(&self) -> &Path {
         &self.shared.dir
@@ -305,7 +305,7 @@ impl Store {
     /// let then = store.get_as_of("c1", created.timestamp)?.expect("existed");
     /// assert_eq!(then.state["stage"], "Lead");
     /// assert_eq!(store.get_as_of("c1", "2000-01-01T00:00:00Z")?, None);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_as_of(&self, id: &str, ts: impl AsTimestamp) -> Result<Option<Entity>> {
         let ts = ts.as_timestamp()?;
@@ -329,7 +329,7 @@ impl Store {
     /// store.append(strata::NewEvent::update("c1", json!({"stage": "Won"})))?;
     /// assert_eq!(store.get_version("c1", 1)?.unwrap().state["stage"], "Lead");
     /// assert_eq!(store.get_version("c1", 3)?, None);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_version(&self, id: &str, version: u64) -> Result<Option<Entity>> {
         crate::read::version(&self.shared, id, version)
@@ -357,7 +357,7 @@ impl Store {
     /// store.append(strata::NewEvent::create("Account", "acc_1", json!({"balance": 10})))?;
     /// let err = store.append(strata::NewEvent::update("acc_1", json!({"balance": -5}))).unwrap_err();
     /// assert!(matches!(err, strata::Error::Rejected { .. }));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn add_validator<F>(&self, kind: &str, validator: F)
     where
@@ -378,7 +378,7 @@ impl Store {
     /// store.append(NewEvent::create("Contact", "c2", json!({"stage": "Won"})))?;
     /// let leads = store.find(&Query::kind("Contact").eq("stage", "Lead"))?;
     /// assert_eq!(leads.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["c1"]);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn find(&self, query: &Query) -> Result<Vec<Entity>> {
         query.validate()?;
@@ -406,7 +406,7 @@ impl Store {
     /// store.append(strata::NewEvent::create("Contact", "c2", json!({})))?;
     /// let then: Vec<_> = store.state_at(first.timestamp)?.collect::<strata::Result<_>>()?;
     /// assert_eq!(then.len(), 1);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn state_at(&self, ts: impl AsTimestamp) -> Result<StateAt> {
         let ts = ts.as_timestamp()?;
@@ -422,7 +422,7 @@ impl Store {
     /// store.append(strata::NewEvent::create("Contact", "c1", json!({})))?;
     /// let stats = store.stats();
     /// assert_eq!((stats.events, stats.entities), (1, 1));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stats(&self) -> StoreStats {
         let view = self.shared.view.read();
@@ -450,7 +450,7 @@ impl Store {
     /// store.append(strata::NewEvent::create("Contact", "c1", json!({"name": "Alice"})))?;
     /// assert_eq!(store.checkpoint()?, Some(1));
     /// assert_eq!(store.checkpoint()?, None);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn checkpoint(&self) -> Result<Option<u64>> {
         let _one_at_a_time = self.shared.checkpointing.lock();
@@ -505,7 +505,7 @@ pub struct StoreStats {
 /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
 /// let mut it: strata::StateAt = store.state_at(strata::Timestamp::now())?;
 /// assert!(it.next().is_none());
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct StateAt {
     inner: crate::read::EntityScan,
@@ -532,10 +532,10 @@ fn spawn_flusher(shared: Weak<Shared>, every: Duration) -> (mpsc::Sender<()>, Jo
         while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
             let Some(shared) = shared.upgrade() else { return };
             let mut writer = shared.writer.lock();
-            if writer.poisoned.is_none() {
-                if let Err(e) = writer.sync() {
-                    tracing::error!(store = %shared.dir.display(), error = %e, "interval sync failed; the writer is poisoned");
-                }
+            if writer.poisoned.is_none()
+                && let Err(e) = writer.sync()
+            {
+                tracing::error!(store = %shared.dir.display(), error = %e, "interval sync failed; the writer is poisoned");
             }
         }
     });

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// let t = Timestamp::parse("2026-01-15T10:00:00Z")?;
 /// assert_eq!(t.to_string(), "2026-01-15T10:00:00Z");
 /// assert_eq!(Timestamp::from_micros(t.as_micros() + 1_500_000).to_string(), "2026-01-15T10:00:01.5Z");
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(i64);
@@ -67,7 +67,7 @@ impl Timestamp {
     /// use strata::Timestamp;
     /// assert_eq!(Timestamp::parse("1970-01-01T00:00:01Z")?.as_micros(), 1_000_000);
     /// assert!(Timestamp::parse("yesterday").is_err());
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn parse(text: &str) -> Result<Self> {
         let dt =
@@ -108,7 +108,7 @@ impl From<i64> for Timestamp {
 /// use strata::{AsTimestamp, Timestamp};
 /// assert_eq!("1970-01-01T00:00:00Z".as_timestamp()?, Timestamp::from_micros(0));
 /// assert_eq!(Timestamp::from_micros(5).as_timestamp()?, Timestamp::from_micros(5));
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait AsTimestamp {
     /// The point in time, or an error if the text does not parse.

@@ -161,10 +161,13 @@ impl Writer {
         let mut overlay: HashMap<String, Pendingstate> = HashMap::new();
         let mut group_ids: HashSet<String> = HashSet::new();
         let mut prepared = Vec::new();
+        // One view of the validators for the whole group, so that every batch in it is
+        // checked against the same set (and the state they track stays consistent).
+        let validators = shared.validators.read();
         for p in group {
             let mut local = overlay.clone();
             let ids: Vec<String> = p.batch.iter().filter_map(|e| e.id.clone()).collect();
-            match self.prepare(shared, p.batch, &mut local, &group_ids) {
+            match self.prepare(shared, &validators, p.batch, &mut local, &group_ids) {
                 Ok(Ok((events, payloads))) => {
                     overlay = local;
                     group_ids.extend(ids);
@@ -176,6 +179,7 @@ impl Writer {
                 Err(e) => *p.slot.lock() = Some(Err(e)),
             }
         }
+        drop(validators);
         if prepared.is_empty() {
             return;
         }
@@ -220,6 +224,7 @@ impl Writer {
     fn prepare(
         &mut self,
         shared: &Shared,
+        validators: &crate::store::Validators,
         batch: Vec<NewEvent>,
         overlay: &mut HashMap<String, Pendingstate>,
         group_ids: &HashSet<String>,
@@ -235,7 +240,6 @@ impl Writer {
         let mut prev_ts = i64::MIN;
         let mut events = Vec::with_capacity(batch.len());
         let mut payloads = Vec::with_capacity(batch.len());
-        let validators = shared.validators.read();
         for (i, ne) in batch.into_iter().enumerate() {
             let seq = self.next_seq + i as u64;
             let ts = self.timestamp_for(&ne, batch_ts, prev_ts)?;
@@ -279,7 +283,7 @@ impl Writer {
             if size > shared.options.max_event_bytes {
                 return Err(Error::TooLarge { entity: ev.entity.clone(), size, limit: shared.options.max_event_bytes });
             }
-            let next = self.next_state(shared, &validators, current, &ev)?;
+            let next = self.next_state(shared, validators, current, &ev)?;
             overlay.insert(ev.entity.clone(), next);
             events.push(ev);
             payloads.push(Payload { data, metadata: meta, caller_id });
@@ -565,10 +569,10 @@ fn check_fields(ne: &NewEvent, store: StoreId) -> Result<()> {
     if ne.metadata.keys().any(|k| k.starts_with('\u{0}')) {
         return Err(Error::invalid("metadata", "metadata must be a JSON object"));
     }
-    if !ne.internal {
-        if let Some(key) = RESERVED_METADATA_KEYS.iter().find(|k| ne.metadata.contains_key(**k)) {
-            return Err(Error::invalid("metadata", format!("{key:?} is reserved for undo and rollback")));
-        }
+    if !ne.internal
+        && let Some(key) = RESERVED_METADATA_KEYS.iter().find(|k| ne.metadata.contains_key(**k))
+    {
+        return Err(Error::invalid("metadata", format!("{key:?} is reserved for undo and rollback")));
     }
     Ok(())
 }
@@ -576,10 +580,10 @@ fn check_fields(ne: &NewEvent, store: StoreId) -> Result<()> {
 /// Checks an operation against the entity's state; returns its kind and new version.
 fn check_operation(ne: &NewEvent, current: Option<&Pendingstate>) -> Result<(Arc<str>, u64)> {
     let actual = current.map_or(0, |c| c.version);
-    if let Some(expected) = ne.expected_version {
-        if expected != actual {
-            return Err(Error::VersionConflict { entity: ne.entity.clone(), expected, actual });
-        }
+    if let Some(expected) = ne.expected_version
+        && expected != actual
+    {
+        return Err(Error::VersionConflict { entity: ne.entity.clone(), expected, actual });
     }
     match (ne.op, current) {
         (Operation::Create, Some(c)) => {
