@@ -28,6 +28,9 @@ use crate::storage::Storage;
 use crate::store::Shared;
 use crate::writer::{self, ActiveSegment, Sampler, View, Writer};
 
+/// How many times open may cut a damaged log before giving up.
+const MAX_RECOVERY_CUTS: usize = 4;
+
 /// The first bad spot found in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
@@ -352,8 +355,9 @@ pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dam
     let path = &damage.path;
     let bytes = storage.read_all(path).map_err(|e| io(path, e))?;
     let offset = (damage.offset as usize).min(bytes.len());
-    if damage.offset == 0 {
-        // The header itself is bad: the whole file goes aside.
+    if damage.offset < SEGMENT_HEADER_BYTES as u64 {
+        // The header itself is bad (or names the wrong store or seq): the whole file goes
+        // aside; keeping part of a header would leave a file that is damaged again.
         let to = PathBuf::from(format!("{}.salvaged", path.display()));
         storage.rename(path, &to).map_err(|e| io(path, e))?;
         moved.push(to);
@@ -388,20 +392,28 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
         storage.remove_file(&path).map_err(|e| Error::io(&path, e))?;
     }
     let dicts = load_dictionaries(storage.as_ref(), dir, &listing)?;
-    // At most two passes: the second runs on the log as cut by the first.
-    for _ in 0..2 {
+    // Each pass replays the log as cut by the pass before, and each cut makes it shorter.
+    // A damaged trailer under SalvagePrefix takes two cuts: its footer, then the index
+    // entries it leaves after the last frame, which read as a torn tail.
+    let mut cuts = 0;
+    loop {
         let listing = list(storage.as_ref(), dir)?;
         let checkpoint = newest_checkpoint(&storage, dir, &listing);
         let mut replayed = replay(&storage, dir, &listing, &dicts, options.snapshot_every_versions, checkpoint)?;
         let Some(damage) = replayed.damage.take() else {
             return finish_open(dir, options, storage, lock, dicts, replayed, &listing);
         };
+        if cuts == MAX_RECOVERY_CUTS {
+            let reason = format!("{} (still damaged after {cuts} cuts by recovery)", damage.reason);
+            return Err(Error::corruption(&damage.path, damage.offset, reason));
+        }
         match (damage.torn_tail, options.recovery) {
-            (true, Recovery::TolerateTornTail | Recovery::SalvagePrefix) => {
+            (true, Recovery::TolerateTornTail) => {
                 tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason, "cutting a torn tail left by a crash");
                 cut(&storage, dir, &listing, &damage, false)?;
             }
-            (false, Recovery::SalvagePrefix) => {
+            (_, Recovery::SalvagePrefix) => {
+                // SalvagePrefix never drops bytes: torn or corrupt, what it cuts is kept aside.
                 let moved = cut(&storage, dir, &listing, &damage, true)?;
                 tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason,
                     first_lost_seq = damage.first_lost_seq, moved = ?moved, "salvaged the log's prefix; the rest was moved aside");
@@ -411,8 +423,8 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
                 return Err(Error::corruption(&damage.path, damage.offset, reason));
             }
         }
+        cuts += 1;
     }
-    Err(Error::corruption(dir, 0, "the log is still damaged after recovery cut it"))
 }
 
 fn finish_open(
