@@ -406,3 +406,42 @@ fn tiny_segments_still_work() {
     assert_eq!(store.last_seq(), 20);
     assert_eq!(store.get("c19").unwrap().unwrap().state["i"], 19);
 }
+
+#[test]
+#[ignore = "slow in debug builds (255 MiB of JSON): cargo test --release --test bad_input -- --ignored"]
+fn a_batch_too_large_for_one_frame_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let body = "x".repeat(4_000_000);
+    // 67 events of 4 MB each, every one under max_event_bytes, together over 255 MiB.
+    let batch: Vec<NewEvent> = (0..67).map(|i| NewEvent::create("Doc", format!("doc_{i}"), json!({"body": body}))).collect();
+    let before = dir_sizes(dir.path());
+    match store.append_batch(batch) {
+        Err(Error::InvalidInput { what: "batch", .. }) => {}
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(evs) => panic!("a batch of {} events over 255 MiB was accepted", evs.len()),
+    }
+    assert_eq!(dir_sizes(dir.path()), before);
+    reopened_unchanged(store, dir.path());
+}
+
+/// Before MAX_BATCH_RAW_BYTES, a batch of more than 65,535 chunks was acknowledged and
+/// written with a truncated chunk count, so the frame could not be read back.
+#[test]
+#[ignore = "slow in debug builds (270 MB in one batch): cargo test --release --test bad_input -- --ignored"]
+fn a_batch_of_more_than_65535_chunks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options { durability: strata::Durability::Never, ..Options::default() }).unwrap();
+    let body = "y".repeat(4100);
+    let batch: Vec<NewEvent> = (0..66_000).map(|i| NewEvent::create("Doc", format!("doc_{i}"), json!({"b": body}))).collect();
+    match store.append_batch(batch) {
+        Err(Error::InvalidInput { what: "batch", .. }) => {}
+        Err(other) => panic!("unexpected error {other:?}"),
+        Ok(evs) => {
+            let n = evs.len();
+            drop(store);
+            let reopened = Store::open(dir.path(), Options::default());
+            panic!("a {n}-event batch was acknowledged; reopening gives {:?}", reopened.map(|s| s.last_seq()));
+        }
+    }
+}
