@@ -49,7 +49,7 @@ pub const CODEC_ZSTD: u8 = 1;
 pub const CODEC_ZSTD_DICT: u8 = 2;
 
 const _: () = assert!(MAX_CHUNK_RAW_BYTES <= MAX_FRAME_RAW_BYTES);
-const _: () = assert!(MAX_BATCH_RAW_BYTES / CHUNK_TARGET_RAW_BYTES + 1 <= u16::MAX as usize);
+const _: () = assert!(MAX_BATCH_RAW_BYTES / CHUNK_TARGET_RAW_BYTES < u16::MAX as usize);
 const _: () = assert!(MAX_BATCH_RAW_BYTES as u64 + (CHUNK_ENTRY_BYTES as u64) * (u16::MAX as u64) < MAX_FRAME_BYTES as u64);
 const _: () = assert!(crate::record::MAX_RECORD_BYTES < MAX_BATCH_RAW_BYTES);
 const _: () = assert!((crate::record::MAX_RECORD_BYTES as u64) < MAX_CHUNK_RAW_BYTES as u64);

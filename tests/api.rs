@@ -308,7 +308,10 @@ fn expected_versions_inside_a_batch_see_the_batch_s_earlier_events() {
         .unwrap();
     assert_eq!(evs.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2, 3]);
     let err = store
-        .append_batch(vec![NewEvent::update("d1", json!({"n": 3})).expect_version(3), NewEvent::update("d1", json!({"n": 4})).expect_version(3)])
+        .append_batch(vec![
+            NewEvent::update("d1", json!({"n": 3})).expect_version(3),
+            NewEvent::update("d1", json!({"n": 4})).expect_version(3),
+        ])
         .unwrap_err();
     assert!(matches!(err, Error::VersionConflict { expected: 3, actual: 4, .. }), "{err:?}");
     assert_eq!(store.get("d1").unwrap().unwrap().version, 3);
@@ -423,9 +426,8 @@ fn a_batch_fails_whole_when_any_event_fails() {
 fn a_batch_can_create_and_delete_the_same_entity() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let evs = store
-        .append_batch(vec![NewEvent::create("Tmp", "t", json!({"x": 1})), NewEvent::delete("t"), NewEvent::restore("t")])
-        .unwrap();
+    let evs =
+        store.append_batch(vec![NewEvent::create("Tmp", "t", json!({"x": 1})), NewEvent::delete("t"), NewEvent::restore("t")]).unwrap();
     assert_eq!(types(&evs), ["Tmp.Created", "Tmp.Deleted", "Tmp.Restored"]);
     let e = store.get("t").unwrap().unwrap();
     assert_eq!((e.version, e.deleted), (3, false));
@@ -520,8 +522,8 @@ fn events_time_range_is_half_open() {
 fn events_after_seq_and_limit_page_through_the_whole_log() {
     let dir = tempfile::tempdir().unwrap();
     // Small segments so that pages cross segment boundaries.
-    let store = Store::open(dir.path(), Options { durability: Durability::Never, segment_size_bytes: 16 << 10, ..Options::default() })
-        .unwrap();
+    let store =
+        Store::open(dir.path(), Options { durability: Durability::Never, segment_size_bytes: 16 << 10, ..Options::default() }).unwrap();
     for i in 0..50 {
         store.append(NewEvent::create("Contact", format!("c{i}"), json!({"i": i})).actor(if i % 3 == 0 { "a" } else { "b" })).unwrap();
         let batch = (0..7).map(|j| NewEvent::update(format!("c{i}"), json!({"j": j})).actor("b")).collect();

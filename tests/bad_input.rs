@@ -74,9 +74,12 @@ fn update_delete_or_restore_of_an_unknown_entity_is_not_found() {
 fn a_duplicate_create_is_already_exists_even_for_a_deleted_entity() {
     let dir = tempfile::tempdir().unwrap();
     let store = seeded(dir.path());
-    rejects(&store, dir.path(), NewEvent::create("Contact", "c1", json!({})), |e| {
-        matches!(e, Error::AlreadyExists { entity, kind, version: 2 } if entity == "c1" && kind == "Contact")
-    });
+    rejects(
+        &store,
+        dir.path(),
+        NewEvent::create("Contact", "c1", json!({})),
+        |e| matches!(e, Error::AlreadyExists { entity, kind, version: 2 } if entity == "c1" && kind == "Contact"),
+    );
     // A create with another kind is still a duplicate: ids are global.
     rejects(&store, dir.path(), NewEvent::create("Deal", "c1", json!({})), |e| matches!(e, Error::AlreadyExists { .. }));
     rejects(&store, dir.path(), NewEvent::create("Contact", "gone", json!({})), |e| matches!(e, Error::AlreadyExists { version: 2, .. }));
@@ -111,7 +114,9 @@ fn invalid_kinds_and_verbs_are_refused() {
         rejects(&store, dir.path(), NewEvent::create(kind, "new", json!({})), |e| matches!(e, Error::InvalidInput { what: "kind", .. }));
     }
     for verb in ["", "1st", "Won.Big", "Wo n", "Gagné", "*", long.as_str()] {
-        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).verb(verb), |e| matches!(e, Error::InvalidInput { what: "verb", .. }));
+        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).verb(verb), |e| {
+            matches!(e, Error::InvalidInput { what: "verb", .. })
+        });
     }
     reopened_unchanged(store, dir.path());
 }
@@ -121,7 +126,9 @@ fn reserved_verbs_cannot_be_used_as_custom_verbs() {
     let dir = tempfile::tempdir().unwrap();
     let store = seeded(dir.path());
     for verb in ["Created", "Deleted", "Restored"] {
-        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).verb(verb), |e| matches!(e, Error::InvalidInput { what: "verb", .. }));
+        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).verb(verb), |e| {
+            matches!(e, Error::InvalidInput { what: "verb", .. })
+        });
     }
     // `Updated` is what an update is called anyway.
     assert_eq!(store.append(NewEvent::update("c1", json!({})).verb("Updated")).unwrap().event_type, "Contact.Updated");
@@ -161,10 +168,14 @@ fn invalid_actors_and_event_ids_are_refused() {
     let store = seeded(dir.path());
     let long = "a".repeat(257);
     for actor in ["", "line\nbreak", long.as_str()] {
-        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).actor(actor), |e| matches!(e, Error::InvalidInput { what: "actor", .. }));
+        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).actor(actor), |e| {
+            matches!(e, Error::InvalidInput { what: "actor", .. })
+        });
     }
     for id in ["", "line\nbreak", long.as_str()] {
-        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).id(id), |e| matches!(e, Error::InvalidInput { what: "event id", .. }));
+        rejects(&store, dir.path(), NewEvent::update("c1", json!({})).id(id), |e| {
+            matches!(e, Error::InvalidInput { what: "event id", .. })
+        });
     }
     reopened_unchanged(store, dir.path());
 }
@@ -175,9 +186,12 @@ fn an_event_over_max_event_bytes_is_too_large() {
     let store = Store::open(dir.path(), Options { max_event_bytes: 1024, ..Options::default() }).unwrap();
     store.append(NewEvent::create("Doc", "doc", json!({"body": "small"}))).unwrap();
     let big = "x".repeat(2000);
-    rejects(&store, dir.path(), NewEvent::update("doc", json!({"body": big})), |e| {
-        matches!(e, Error::TooLarge { entity, size, limit: 1024 } if entity == "doc" && *size > 2000)
-    });
+    rejects(
+        &store,
+        dir.path(),
+        NewEvent::update("doc", json!({"body": big})),
+        |e| matches!(e, Error::TooLarge { entity, size, limit: 1024 } if entity == "doc" && *size > 2000),
+    );
     // Metadata counts too.
     rejects(&store, dir.path(), NewEvent::update("doc", json!({})).metadata(json!({"note": "y".repeat(2000)})), |e| {
         matches!(e, Error::TooLarge { .. })

@@ -253,7 +253,8 @@ fn zstd_frame_savings(dir: &Path) {
     lean.set_parameter(CParameter::DictIdFlag(false)).unwrap();
     lean.set_parameter(CParameter::ChecksumFlag(false)).unwrap();
     let mut decompressor = zstd::bulk::Decompressor::with_dictionary(&dict).unwrap();
-    let (mut chunks, mut stored, mut again, mut leaner, mut raw_chunks, mut raw_would_pay, mut raw_saved) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut chunks, mut stored, mut again, mut leaner, mut raw_chunks, mut raw_would_pay, mut raw_saved) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for seg in layout::segments(dir) {
         let bytes = std::fs::read(&seg).unwrap();
         for f in layout::frames_in(&bytes) {

@@ -184,8 +184,7 @@ fn crm_workload(store: &Store, contacts: usize, updates: usize) {
 
 #[test]
 fn reopen_across_segment_rolls_without_a_dictionary() {
-    let options =
-        Options { segment_size_bytes: 8 << 10, train_dictionary: false, durability: Durability::Never, ..Options::default() };
+    let options = Options { segment_size_bytes: 8 << 10, train_dictionary: false, durability: Durability::Never, ..Options::default() };
     let dir = survives_reopen(options.clone(), |s| crm_workload(s, 100, 400));
     let segments = layout::segments(dir.path());
     assert!(segments.len() >= 5, "only {} segments", segments.len());
