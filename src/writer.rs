@@ -281,7 +281,7 @@ impl Writer {
                 return Err(Error::TooLarge { entity: ev.entity.clone(), size, limit: shared.options.max_event_bytes });
             }
             // A batch is one frame, whose chunk count and lengths have fixed-width fields.
-            let id_len = if ev.id == store.event_id(seq) { 0 } else { ev.id.len() };
+            let id_len = if caller_id { ev.id.len() } else { 0 };
             batch_bytes += size + ev.actor.as_ref().map_or(0, String::len) + id_len + record::MAX_OVERHEAD_BYTES;
             if batch_bytes > crate::frame::MAX_BATCH_RAW_BYTES {
                 return Err(Error::invalid(
