@@ -83,6 +83,24 @@ pub fn decode_file(bytes: &[u8]) -> Result<(u32, &[u8]), (u64, String)> {
     Ok((id, dict))
 }
 
+/// The format version of a dictionary file that is intact (magic, length and CRC check
+/// out) but newer than this build reads; `None` for anything else, which
+/// [`decode_file`] then judges.
+pub fn newer_version(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() < DICT_HEADER_BYTES || &bytes[..8] != DICT_MAGIC {
+        return None;
+    }
+    let version = read_u32(bytes, 8);
+    let len = read_u32(bytes, 16) as usize;
+    if version <= crate::format::FORMAT_VERSION || bytes.len() - DICT_HEADER_BYTES != len {
+        return None;
+    }
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..20]);
+    h.update(&bytes[DICT_HEADER_BYTES..]);
+    (h.finalize() == read_u32(bytes, 20)).then_some(version)
+}
+
 /// Trains a dictionary from concatenated samples; `None` when zstd cannot build one.
 pub(crate) fn train(samples: &[u8], sizes: &[usize]) -> Option<Vec<u8>> {
     zstd::dict::from_continuous(samples, sizes, DICT_TARGET_BYTES).ok().filter(|d| d.len() >= 256)

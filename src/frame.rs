@@ -36,6 +36,11 @@ pub const MAX_CHUNK_RAW_BYTES: u32 = 80 << 20;
 /// Records are grouped into chunks of about this many uncompressed bytes.
 pub const CHUNK_TARGET_RAW_BYTES: usize = 4096;
 
+/// The largest batch accepted, in uncompressed record bytes: one frame holds one batch, and
+/// this keeps its chunk count within the u16 of the header (every chunk but the last holds
+/// at least [`CHUNK_TARGET_RAW_BYTES`]) and its lengths within their limits.
+pub const MAX_BATCH_RAW_BYTES: usize = 255 << 20;
+
 /// Chunk stored uncompressed.
 pub const CODEC_RAW: u8 = 0;
 /// Chunk compressed with zstd, no dictionary.
@@ -44,6 +49,9 @@ pub const CODEC_ZSTD: u8 = 1;
 pub const CODEC_ZSTD_DICT: u8 = 2;
 
 const _: () = assert!(MAX_CHUNK_RAW_BYTES <= MAX_FRAME_RAW_BYTES);
+const _: () = assert!(MAX_BATCH_RAW_BYTES / CHUNK_TARGET_RAW_BYTES < u16::MAX as usize);
+const _: () = assert!(MAX_BATCH_RAW_BYTES as u64 + (CHUNK_ENTRY_BYTES as u64) * (u16::MAX as u64) < MAX_FRAME_BYTES as u64);
+const _: () = assert!(crate::record::MAX_RECORD_BYTES < MAX_BATCH_RAW_BYTES);
 const _: () = assert!((crate::record::MAX_RECORD_BYTES as u64) < MAX_CHUNK_RAW_BYTES as u64);
 
 /// The fixed fields at the start of every frame.

@@ -15,6 +15,10 @@ use crate::error::Result;
 /// The hard upper bound on one encoded record (and on `Options::max_event_bytes`).
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
+/// An upper bound on a record's bytes beyond its strings and JSON: the flags byte, six
+/// length varints (at most 5 bytes each below 32 GiB) and two 10-byte varints.
+pub(crate) const MAX_OVERHEAD_BYTES: usize = 1 + 6 * 5 + 2 * 10;
+
 /// A record's actor field is present.
 pub(crate) const FLAG_ACTOR: u8 = 0x01;
 /// A record carries a caller-supplied event id.

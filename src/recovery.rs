@@ -28,6 +28,9 @@ use crate::storage::Storage;
 use crate::store::Shared;
 use crate::writer::{self, ActiveSegment, Sampler, View, Writer};
 
+/// How many times open may cut a damaged log before giving up.
+const MAX_RECOVERY_CUTS: usize = 4;
+
 /// The first bad spot found in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
@@ -78,7 +81,7 @@ pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
             listing.dictionaries.push((id, name));
         } else if let Some(seq) = format::parse_checkpoint_file_name(&name) {
             listing.checkpoints.push((seq, name));
-        } else if name.ends_with(".tmp") {
+        } else if is_own_temporary(&name) {
             listing.temporary.push(name);
         } else if name != format::LOCK_FILE && !name.ends_with(".salvaged") {
             listing.foreign.push(name);
@@ -90,12 +93,50 @@ pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     Ok(listing)
 }
 
+/// Whether `name` is a temporary file strata itself writes (`{file name}.tmp` for one of its
+/// own file names). Any other `*.tmp` belongs to someone else and is never removed.
+fn is_own_temporary(name: &str) -> bool {
+    name.strip_suffix(".tmp").is_some_and(|stem| {
+        format::parse_segment_file_name(stem).is_some()
+            || dictionary::parse_dict_file_name(stem).is_some()
+            || format::parse_checkpoint_file_name(stem).is_some()
+    })
+}
+
+/// Refuses a directory that is not a strata store before anything in it is touched (the
+/// lock file is created and temporary files are removed only in a store): a directory
+/// with other files and no segments, or whose segment files none carry strata's magic.
+fn check_is_store(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<()> {
+    if listing.segments.is_empty() {
+        if listing.foreign.is_empty() {
+            return Ok(());
+        }
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: format!("it holds other files ({}) and no strata segments", listing.foreign.join(", ")),
+        });
+    }
+    for (_, name) in &listing.segments {
+        let path = dir.join(name);
+        let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+        // A file shorter than the magic may be a segment whose creation was cut short.
+        if bytes.len() < segment::SEGMENT_MAGIC.len() || bytes.starts_with(segment::SEGMENT_MAGIC) {
+            return Ok(());
+        }
+    }
+    let path = dir.join(&listing.segments[0].1);
+    Err(Error::NotAStore { path, reason: "no segment file starts with strata's magic number".into() })
+}
+
 /// Loads and checks every dictionary file.
 pub(crate) fn load_dictionaries(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<Dictionaries> {
     let dicts = Dictionaries::default();
     for (id, name) in &listing.dictionaries {
         let path = dir.join(name);
         let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+        if let Some(found) = dictionary::newer_version(&bytes) {
+            return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
+        }
         let (file_id, dict) = dictionary::decode_file(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
         if file_id != *id {
             return Err(Error::corruption(&path, 12, format!("dictionary id {file_id} does not match its file name")));
@@ -143,7 +184,7 @@ pub(crate) fn replay(
         let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
         let header = match SegmentHeader::parse(&bytes) {
             Ok(h) => h,
-            Err(HeaderError::BadMagic) if i == 0 => {
+            Err(HeaderError::BadMagic) if i == 0 && count == 1 => {
                 return Err(Error::NotAStore { path, reason: "the first segment does not start with strata's magic number".into() });
             }
             Err(HeaderError::NewerVersion(found)) => {
@@ -314,8 +355,9 @@ pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dam
     let path = &damage.path;
     let bytes = storage.read_all(path).map_err(|e| io(path, e))?;
     let offset = (damage.offset as usize).min(bytes.len());
-    if damage.offset == 0 {
-        // The header itself is bad: the whole file goes aside.
+    if damage.offset < SEGMENT_HEADER_BYTES as u64 {
+        // The header itself is bad (or names the wrong store or seq): the whole file goes
+        // aside; keeping part of a header would leave a file that is damaged again.
         let to = PathBuf::from(format!("{}.salvaged", path.display()));
         storage.rename(path, &to).map_err(|e| io(path, e))?;
         moved.push(to);
@@ -341,10 +383,7 @@ pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dam
 pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> Result<Shared> {
     storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let listing = list(storage.as_ref(), dir)?;
-    if listing.segments.is_empty() && !listing.foreign.is_empty() {
-        let reason = format!("it holds other files ({}) and no strata segments", listing.foreign.join(", "));
-        return Err(Error::NotAStore { path: dir.to_path_buf(), reason });
-    }
+    check_is_store(storage.as_ref(), dir, &listing)?;
     let lock_path = dir.join(format::LOCK_FILE);
     let lock =
         storage.try_lock(&lock_path).map_err(|e| Error::io(&lock_path, e))?.ok_or_else(|| Error::Locked { path: dir.to_path_buf() })?;
@@ -353,20 +392,28 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
         storage.remove_file(&path).map_err(|e| Error::io(&path, e))?;
     }
     let dicts = load_dictionaries(storage.as_ref(), dir, &listing)?;
-    // At most two passes: the second runs on the log as cut by the first.
-    for _ in 0..2 {
+    // Each pass replays the log as cut by the pass before, and each cut makes it shorter.
+    // A damaged trailer under SalvagePrefix takes two cuts: its footer, then the index
+    // entries it leaves after the last frame, which read as a torn tail.
+    let mut cuts = 0;
+    loop {
         let listing = list(storage.as_ref(), dir)?;
         let checkpoint = newest_checkpoint(&storage, dir, &listing);
         let mut replayed = replay(&storage, dir, &listing, &dicts, options.snapshot_every_versions, checkpoint)?;
         let Some(damage) = replayed.damage.take() else {
             return finish_open(dir, options, storage, lock, dicts, replayed, &listing);
         };
+        if cuts == MAX_RECOVERY_CUTS {
+            let reason = format!("{} (still damaged after {cuts} cuts by recovery)", damage.reason);
+            return Err(Error::corruption(&damage.path, damage.offset, reason));
+        }
         match (damage.torn_tail, options.recovery) {
-            (true, Recovery::TolerateTornTail | Recovery::SalvagePrefix) => {
+            (true, Recovery::TolerateTornTail) => {
                 tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason, "cutting a torn tail left by a crash");
                 cut(&storage, dir, &listing, &damage, false)?;
             }
-            (false, Recovery::SalvagePrefix) => {
+            (_, Recovery::SalvagePrefix) => {
+                // SalvagePrefix never drops bytes: torn or corrupt, what it cuts is kept aside.
                 let moved = cut(&storage, dir, &listing, &damage, true)?;
                 tracing::warn!(file = %damage.path.display(), offset = damage.offset, reason = %damage.reason,
                     first_lost_seq = damage.first_lost_seq, moved = ?moved, "salvaged the log's prefix; the rest was moved aside");
@@ -376,8 +423,8 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
                 return Err(Error::corruption(&damage.path, damage.offset, reason));
             }
         }
+        cuts += 1;
     }
-    Err(Error::corruption(dir, 0, "the log is still damaged after recovery cut it"))
 }
 
 fn finish_open(

@@ -25,7 +25,7 @@ use crate::format;
 use crate::frame::FrameEncoder;
 use crate::options::Durability;
 use crate::projection;
-use crate::record::RecordView;
+use crate::record::{self, RecordView};
 use crate::segment::{SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
 use crate::segment_set::{FrameRef, SegmentHandle, SegmentSet};
 use crate::storage::{Storage, StorageFile};
@@ -239,6 +239,7 @@ impl Writer {
         let batch_ts = Timestamp::now().as_micros().max(self.last_ts.saturating_add(1));
         let mut prev_ts = i64::MIN;
         let mut events = Vec::with_capacity(batch.len());
+        let mut batch_bytes = 0usize;
         let mut payloads = Vec::with_capacity(batch.len());
         for (i, ne) in batch.into_iter().enumerate() {
             let seq = self.next_seq + i as u64;
@@ -282,6 +283,15 @@ impl Writer {
             let size = data.len() + meta.as_ref().map_or(0, Vec::len) + ev.entity.len() + ev.event_type.len() + 32;
             if size > shared.options.max_event_bytes {
                 return Err(Error::TooLarge { entity: ev.entity.clone(), size, limit: shared.options.max_event_bytes });
+            }
+            // A batch is one frame, whose chunk count and lengths have fixed-width fields.
+            let id_len = if caller_id { ev.id.len() } else { 0 };
+            batch_bytes += size + ev.actor.as_ref().map_or(0, String::len) + id_len + record::MAX_OVERHEAD_BYTES;
+            if batch_bytes > crate::frame::MAX_BATCH_RAW_BYTES {
+                return Err(Error::invalid(
+                    "batch",
+                    format!("the batch is over {} bytes encoded; split it", crate::frame::MAX_BATCH_RAW_BYTES),
+                ));
             }
             let next = self.next_state(shared, validators, current, &ev)?;
             overlay.insert(ev.entity.clone(), next);
