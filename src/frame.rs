@@ -34,12 +34,14 @@ pub const MAX_FRAME_RAW_BYTES: u32 = 1 << 30;
 /// The largest uncompressed chunk (one record can fill a chunk on its own).
 pub const MAX_CHUNK_RAW_BYTES: u32 = 80 << 20;
 /// Records are grouped into chunks of about this many uncompressed bytes.
-pub const CHUNK_TARGET_RAW_BYTES: usize = 4096;
+pub const CHUNK_TARGET_RAW_BYTES: usize = 2048;
 
 /// The largest batch accepted, in uncompressed record bytes: one frame holds one batch, and
-/// this keeps its chunk count within the u16 of the header (every chunk but the last holds
-/// at least [`CHUNK_TARGET_RAW_BYTES`]) and its lengths within their limits.
+/// this keeps its lengths within their limits.
 pub const MAX_BATCH_RAW_BYTES: usize = 255 << 20;
+/// A frame is split into at most about this many chunks (bigger batches get bigger chunks),
+/// which keeps the chunk count within the u16 of the header.
+pub const MAX_CHUNKS_PER_FRAME: usize = 32 << 10;
 
 /// Chunk stored uncompressed.
 pub const CODEC_RAW: u8 = 0;
@@ -49,7 +51,8 @@ pub const CODEC_ZSTD: u8 = 1;
 pub const CODEC_ZSTD_DICT: u8 = 2;
 
 const _: () = assert!(MAX_CHUNK_RAW_BYTES <= MAX_FRAME_RAW_BYTES);
-const _: () = assert!(MAX_BATCH_RAW_BYTES / CHUNK_TARGET_RAW_BYTES < u16::MAX as usize);
+const _: () = assert!(MAX_CHUNKS_PER_FRAME + 1 < u16::MAX as usize);
+const _: () = assert!(MAX_BATCH_RAW_BYTES / MAX_CHUNKS_PER_FRAME + CHUNK_TARGET_RAW_BYTES < MAX_CHUNK_RAW_BYTES as usize);
 const _: () = assert!(MAX_BATCH_RAW_BYTES as u64 + (CHUNK_ENTRY_BYTES as u64) * (u16::MAX as u64) < MAX_FRAME_BYTES as u64);
 const _: () = assert!(crate::record::MAX_RECORD_BYTES < MAX_BATCH_RAW_BYTES);
 const _: () = assert!((crate::record::MAX_RECORD_BYTES as u64) < MAX_CHUNK_RAW_BYTES as u64);
@@ -291,14 +294,21 @@ impl FrameEncoder {
         let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
         // Encode all records once, remembering where each chunk ends.
         self.raw.clear();
-        let mut bounds: Vec<(usize, u16)> = Vec::new();
-        let (mut chunk_start, mut in_chunk) = (0usize, 0u16);
+        let mut ends = Vec::with_capacity(records.len());
         for rec in records {
             record::encode(&mut self.raw, rec, min_ts);
+            ends.push(self.raw.len());
+        }
+        // Chunks of about CHUNK_TARGET_RAW_BYTES; a huge batch gets bigger chunks so that
+        // the chunk count stays well within its u16.
+        let target = CHUNK_TARGET_RAW_BYTES.max(self.raw.len() / MAX_CHUNKS_PER_FRAME + 1);
+        let mut bounds: Vec<(usize, u16)> = Vec::new();
+        let (mut chunk_start, mut in_chunk) = (0usize, 0u16);
+        for end in ends {
             in_chunk += 1;
-            if self.raw.len() - chunk_start >= CHUNK_TARGET_RAW_BYTES || in_chunk == u16::MAX {
-                bounds.push((self.raw.len(), in_chunk));
-                chunk_start = self.raw.len();
+            if end - chunk_start >= target || in_chunk == u16::MAX {
+                bounds.push((end, in_chunk));
+                chunk_start = end;
                 in_chunk = 0;
             }
         }

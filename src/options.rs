@@ -63,7 +63,8 @@ pub struct Options {
     /// Default: true.
     pub train_dictionary: bool,
     /// Keep a snapshot of an entity's state every this many versions so that a read as of
-    /// any past time replays fewer than this many events. Default: 16.
+    /// any past time replays fewer than this many events. Smaller is faster to read
+    /// and costs more memory (one state per K versions). Default: 4 (see format-spec.md).
     pub snapshot_every_versions: u64,
     /// Write a checkpoint after this many events since the last one (0: never by count).
     /// Default: 1,000,000.
@@ -85,7 +86,7 @@ impl Default for Options {
             max_event_bytes: 4 << 20,
             compression_level: 3,
             train_dictionary: true,
-            snapshot_every_versions: 16,
+            snapshot_every_versions: 4,
             checkpoint_every_events: 1_000_000,
             checkpoint_every_bytes: 256 << 20,
             checkpoints_kept: 2,

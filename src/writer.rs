@@ -505,10 +505,14 @@ impl Writer {
 
     fn sample(&mut self) {
         if let Some(s) = self.sampler.as_mut() {
-            let raw = self.encoder.last_raw();
-            if s.sizes.len() < dictionary::DICT_TRAIN_RECORDS * 2 {
-                s.bytes.extend_from_slice(raw);
-                s.sizes.push(raw.len());
+            // One sample per chunk-sized piece, so that a store written in big batches
+            // trains a dictionary as soon as one written event by event.
+            for piece in self.encoder.last_raw().chunks(crate::frame::CHUNK_TARGET_RAW_BYTES) {
+                if s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS * 2 {
+                    break;
+                }
+                s.bytes.extend_from_slice(piece);
+                s.sizes.push(piece.len());
             }
         }
     }
