@@ -346,9 +346,22 @@ fn checkpoint_fits(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, cp
 pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, damage: &Damage, keep_aside: bool) -> Result<Vec<PathBuf>> {
     let mut moved = Vec::new();
     let io = |p: &Path, e| Error::io(p, e);
+    let mut taken: std::collections::HashSet<String> = storage.list_dir(dir).map_err(|e| io(dir, e))?.into_iter().collect();
+    // A salvage file is never overwritten: a second cut of the same file gets a new name.
+    let mut aside = |base: String| -> PathBuf {
+        let mut name = format!("{base}.salvaged");
+        let mut n = 1;
+        while taken.contains(&name) {
+            name = format!("{base}.{n}.salvaged");
+            n += 1;
+        }
+        taken.insert(name.clone());
+        dir.join(name)
+    };
+    let file_name = |p: &Path| p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     for (_, name) in listing.segments.iter().skip(damage.segment + 1) {
         let from = dir.join(name);
-        let to = dir.join(format!("{name}.salvaged"));
+        let to = aside(name.clone());
         storage.rename(&from, &to).map_err(|e| io(&from, e))?;
         moved.push(to);
     }
@@ -358,17 +371,16 @@ pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dam
     if damage.offset < SEGMENT_HEADER_BYTES as u64 {
         // The header itself is bad (or names the wrong store or seq): the whole file goes
         // aside; keeping part of a header would leave a file that is damaged again.
-        let to = PathBuf::from(format!("{}.salvaged", path.display()));
+        let to = aside(file_name(path));
         storage.rename(path, &to).map_err(|e| io(path, e))?;
         moved.push(to);
     } else {
         if keep_aside && offset < bytes.len() {
-            let name = format!("{}.{}.salvaged", path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), offset);
-            let aside = dir.join(name);
-            let file = storage.create_new(&aside).map_err(|e| io(&aside, e))?;
-            file.append(&bytes[offset..]).map_err(|e| io(&aside, e))?;
-            file.sync_data().map_err(|e| io(&aside, e))?;
-            moved.push(aside);
+            let to = aside(format!("{}.{offset}", file_name(path)));
+            let file = storage.create_new(&to).map_err(|e| io(&to, e))?;
+            file.append(&bytes[offset..]).map_err(|e| io(&to, e))?;
+            file.sync_data().map_err(|e| io(&to, e))?;
+            moved.push(to);
         }
         drop(bytes);
         let file = storage.open(path).map_err(|e| io(path, e))?;

@@ -152,11 +152,19 @@ struct Payload {
 
 impl Writer {
     fn commit_group(&mut self, shared: &Shared, group: Vec<Pending>) {
+        let deferred = self.commit_once(shared, group);
+        if !deferred.is_empty() {
+            self.commit_group(shared, deferred);
+        }
+    }
+
+    /// Commits one group; returns the batches that must wait for the next one.
+    fn commit_once(&mut self, shared: &Shared, group: Vec<Pending>) -> Vec<Pending> {
         if let Some(cause) = &self.poisoned {
             for p in group {
                 *p.slot.lock() = Some(Err(Error::Poisoned { cause: cause.clone() }));
             }
-            return;
+            return Vec::new();
         }
         let mut overlay: HashMap<String, Pendingstate> = HashMap::new();
         let mut group_ids: HashSet<String> = HashSet::new();
@@ -164,9 +172,16 @@ impl Writer {
         // One view of the validators for the whole group, so that every batch in it is
         // checked against the same set (and the state they track stays consistent).
         let validators = shared.validators.read();
+        // A retry of an id that an earlier batch of this group is writing waits for the next
+        // group, where it finds the id stored and gets the stored events back.
+        let mut deferred = Vec::new();
         for p in group {
-            let mut local = overlay.clone();
             let ids: Vec<String> = p.batch.iter().filter_map(|e| e.id.clone()).collect();
+            if ids.iter().any(|id| group_ids.contains(id)) {
+                deferred.push(p);
+                continue;
+            }
+            let mut local = overlay.clone();
             match self.prepare(shared, &validators, p.batch, &mut local, &group_ids) {
                 Ok(Ok((events, payloads))) => {
                     overlay = local;
@@ -181,7 +196,7 @@ impl Writer {
         }
         drop(validators);
         if prepared.is_empty() {
-            return;
+            return deferred;
         }
         match self.write_group(shared, &prepared) {
             Ok(frames) => {
@@ -216,6 +231,7 @@ impl Writer {
                 }
             }
         }
+        deferred
     }
 
     /// Checks a batch and assigns seqs, versions and timestamps. `Ok(Err(events))` means

@@ -476,3 +476,31 @@ fn salvage_prefix_keeps_even_a_torn_tail_aside() {
     assert_eq!(std::fs::read(aside).unwrap(), torn);
     opens_and_continues(dir.path(), Recovery::SalvagePrefix, 9);
 }
+
+#[test]
+fn a_second_salvage_at_the_same_offset_never_overwrites_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path(), 20, 64 << 20);
+    let seg = only_segment(dir.path());
+    let middle = layout::frames(&seg)[10].clone();
+    let mut saved = Vec::new();
+    for round in 0..2 {
+        flip(&seg, middle.offset + middle.len / 2);
+        let cut = std::fs::read(&seg).unwrap()[middle.offset..].to_vec();
+        {
+            let store = Store::open(dir.path(), options(Recovery::SalvagePrefix)).unwrap();
+            assert_eq!(store.last_seq(), middle.base_seq - 1, "round {round}");
+            // Write the same events again so that the next round damages the same offset.
+            for i in 0..9 {
+                store.append(NewEvent::update("c0", json!({"again": i, "round": round}))).unwrap();
+            }
+            store.append(NewEvent::create("Contact", format!("again{round}"), json!({}))).unwrap();
+        }
+        saved.push(cut);
+    }
+    let base = seg.file_name().unwrap().to_string_lossy().into_owned();
+    let first = dir.path().join(format!("{base}.{}.salvaged", middle.offset));
+    let second = dir.path().join(format!("{base}.{}.1.salvaged", middle.offset));
+    assert_eq!(std::fs::read(first).unwrap(), saved[0]);
+    assert_eq!(std::fs::read(second).unwrap(), saved[1]);
+}
