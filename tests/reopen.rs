@@ -10,12 +10,15 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use strata::{Durability, Entity, Event, EventQuery, NewEvent, Options, Store};
 
+/// One entity as read back: its id, current state, history and every past version.
+type EntityView = (String, Option<Entity>, Vec<Event>, Vec<Option<Entity>>);
+
 /// Everything a user can read from a store.
 #[derive(Debug, PartialEq)]
 struct Observed {
     last_seq: u64,
     events: Vec<Event>,
-    entities: Vec<(String, Option<Entity>, Vec<Event>, Vec<Option<Entity>>)>,
+    entities: Vec<EntityView>,
 }
 
 fn observe(store: &Store) -> Observed {
