@@ -8,6 +8,11 @@
 //! built.
 
 use std::collections::{HashMap, HashSet};
+
+/// The hasher of the index's maps: entity ids are hashed for every record replayed and
+/// appended, and SipHash (std's default) was a tenth of replay time. foldhash is seeded per
+/// process, so it keeps resistance to crafted keys.
+type Hasher = foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -117,10 +122,10 @@ pub(crate) type IndexError = String;
 /// The index over every entity in the store.
 #[derive(Debug, Default)]
 pub(crate) struct EntityIndex {
-    pub(crate) entities: HashMap<Arc<str>, EntityRecord>,
-    kinds: HashSet<Arc<str>>,
+    pub(crate) entities: HashMap<Arc<str>, EntityRecord, Hasher>,
+    kinds: HashSet<Arc<str>, Hasher>,
     /// Caller-supplied event id -> seq.
-    pub(crate) caller_ids: HashMap<Box<str>, u64>,
+    pub(crate) caller_ids: HashMap<Box<str>, u64, Hasher>,
     /// Seq of an undone event -> seq of the event that undid it.
     pub(crate) undone_by: HashMap<u64, u64>,
     pub(crate) store_id: StoreId,
@@ -156,8 +161,8 @@ impl EntityIndex {
     /// Replay reads no JSON, so it drops a materialized state the record makes stale
     /// (`live = false`); a live append keeps it and updates it with [`Self::apply_state`].
     pub(crate) fn apply_record(&mut self, seq: u64, rec: &RecordView<'_>, next_seq: u64, live: bool) -> Result<(), IndexError> {
-        let kind = rec.event_type.split_once('.').map_or("", |(k, _)| k);
-        let effect = projection::effect_of(rec.event_type);
+        let (kind, verb) = projection::split_type(rec.event_type);
+        let effect = projection::effect_of_verb(verb);
         let vref = VersionRef { ts: rec.timestamp, seq };
         match self.entities.get_mut(rec.entity) {
             Some(e) => {
