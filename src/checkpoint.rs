@@ -24,9 +24,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
-use crate::entity_index::{EntityIndex, EntityRecord, VersionRef};
+use crate::entity_index::{EntityIndex, EntityRecord, Snapshot, VersionRef};
 use crate::error::{Error, Result};
 use crate::event::StoreId;
 use crate::format;
@@ -39,6 +37,8 @@ use crate::store::Shared;
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"STRATCKP";
 /// Bytes in a checkpoint header.
 pub const CHECKPOINT_HEADER_BYTES: usize = 64;
+/// Entities with fewer versions are checkpointed without their snapshots.
+const PERSIST_SNAPSHOTS_FROM_VERSIONS: usize = 64;
 /// zstd-compressed body.
 const CODEC_ZSTD: u8 = 1;
 /// The largest checkpoint body accepted after decompression (64 GiB).
@@ -219,7 +219,8 @@ pub fn parse_header(bytes: &[u8]) -> std::result::Result<CheckpointHeader, (u64,
 fn encode_entity(out: &mut Vec<u8>, id: &str, e: &EntityRecord) {
     put_bytes(out, id.as_bytes());
     put_bytes(out, e.kind.as_bytes());
-    let flags = u8::from(e.deleted) | if e.current.is_some() { 2 } else { 0 };
+    let has_state = e.current.is_some() || e.current_json.is_some();
+    let flags = u8::from(e.deleted) | if has_state { 2 } else { 0 };
     out.push(flags);
     put_varint(out, e.versions.len() as u64);
     let (mut prev_ts, mut prev_seq) = (0i64, 0u64);
@@ -232,12 +233,16 @@ fn encode_entity(out: &mut Vec<u8>, id: &str, e: &EntityRecord) {
         put_varint(out, v.seq - prev_seq);
         (prev_ts, prev_seq) = (v.ts, v.seq);
     }
-    if let Some(cur) = &e.current {
-        let json = serde_json::to_vec(&**cur).unwrap_or_else(|_| b"{}".to_vec());
-        put_bytes(out, &json);
+    match (&e.current, &e.current_json) {
+        (Some(cur), _) => put_bytes(out, &serde_json::to_vec(&**cur).unwrap_or_else(|_| b"{}".to_vec())),
+        (None, Some(json)) => put_bytes(out, json),
+        (None, None) => {}
     }
-    put_varint(out, e.snapshots.len() as u64);
-    for snap in &e.snapshots {
+    // Snapshots are rebuilt lazily from the log when missing; only deep entities' are worth
+    // the checkpoint's bytes and load time.
+    let snapshots: &[Option<Snapshot>] = if e.versions.len() >= PERSIST_SNAPSHOTS_FROM_VERSIONS { &e.snapshots } else { &[] };
+    put_varint(out, snapshots.len() as u64);
+    for snap in snapshots {
         match snap {
             Some(s) => {
                 out.push(1);
@@ -341,10 +346,13 @@ fn decode_entity(r: &mut Reader<'_>) -> std::result::Result<(Arc<str>, EntityRec
         seq = seq.checked_add(r.varint()?).ok_or("seq overflows")?;
         versions.push(VersionRef { ts, seq });
     }
-    let current = if flags & 2 != 0 {
-        let state: Map<String, Value> =
-            serde_json::from_slice(r.bytes()?).map_err(|e| format!("entity {id} state is not a JSON object: {e}"))?;
-        Some(Arc::new(state))
+    // The state stays JSON text until first read (see EntityRecord::current_json).
+    let current_json = if flags & 2 != 0 {
+        let json = r.bytes()?;
+        if json.first() != Some(&b'{') {
+            return Err(format!("entity {id} state is not a JSON object"));
+        }
+        Some(Arc::from(json))
     } else {
         None
     };
@@ -357,7 +365,7 @@ fn decode_entity(r: &mut Reader<'_>) -> std::result::Result<(Arc<str>, EntityRec
             _ => return Err(format!("entity {id} has a malformed snapshot slot")),
         });
     }
-    Ok((id, EntityRecord { kind, deleted: flags & 1 != 0, versions, current, snapshots }))
+    Ok((id, EntityRecord { kind, deleted: flags & 1 != 0, versions, current: None, current_json, snapshots }))
 }
 
 /// Builds the checkpoint's index into an `EntityIndex`.

@@ -42,6 +42,9 @@ pub(crate) struct EntityRecord {
     pub(crate) versions: Vec<VersionRef>,
     /// The current state, once materialized.
     pub(crate) current: Option<Arc<Map<String, Value>>>,
+    /// The current state as JSON text, as loaded from a checkpoint and not parsed yet
+    /// (parsing every state would be most of the cost of opening with a checkpoint).
+    pub(crate) current_json: Option<Arc<[u8]>>,
     /// `snapshots[j - 1]` holds the state at version `j * K`, once built.
     pub(crate) snapshots: Vec<Option<Snapshot>>,
 }
@@ -56,10 +59,25 @@ impl EntityRecord {
         self.versions.partition_point(|v| v.ts <= ts) as u64
     }
 
-    /// The entity at its current version, if materialized.
+    /// The entity at its current version, if materialized (or loaded as JSON text).
     pub(crate) fn current_entity(&self, id: &str) -> Option<Entity> {
-        let state = self.current.as_ref()?;
-        Some(self.entity_with(id, self.version(), (**state).clone(), self.deleted))
+        let state = match (&self.current, &self.current_json) {
+            (Some(state), _) => (**state).clone(),
+            // Text that does not parse (it passed the checkpoint's CRC, so only a bug could
+            // cause it) is ignored: the state is rebuilt from the log instead.
+            (None, Some(json)) => serde_json::from_slice(json).ok()?,
+            (None, None) => return None,
+        };
+        Some(self.entity_with(id, self.version(), state, self.deleted))
+    }
+
+    /// Parses a state loaded as JSON text into the materialized state.
+    fn parse_current(&mut self) {
+        if self.current.is_none()
+            && let Some(json) = self.current_json.take()
+        {
+            self.current = serde_json::from_slice(&json).ok().map(Arc::new);
+        }
     }
 
     pub(crate) fn entity_with(&self, id: &str, version: u64, state: Map<String, Value>, deleted: bool) -> Entity {
@@ -179,6 +197,7 @@ impl EntityIndex {
                 e.versions.push(vref);
                 if !live {
                     e.current = None;
+                    e.current_json = None;
                 }
                 match effect {
                     Effect::Delete => e.deleted = true,
@@ -196,7 +215,7 @@ impl EntityIndex {
                 let kind = self.intern_kind(kind);
                 self.entities.insert(
                     Arc::from(rec.entity),
-                    EntityRecord { kind, deleted: false, versions: vec![vref], current: None, snapshots: Vec::new() },
+                    EntityRecord { kind, deleted: false, versions: vec![vref], current: None, current_json: None, snapshots: Vec::new() },
                 );
             }
         }
@@ -229,6 +248,7 @@ impl EntityIndex {
         let every = self.snapshot_every;
         let Some(e) = self.entities.get_mut(entity) else { return };
         let effect = projection::effect_of(event_type);
+        e.parse_current();
         if effect == Effect::Create {
             e.current = Some(Arc::new(data.clone()));
         } else if let Some(cur) = e.current.as_mut() {
@@ -256,6 +276,7 @@ impl EntityIndex {
             && e.current.is_none()
         {
             e.current = Some(Arc::new(cur.state.clone()));
+            e.current_json = None;
         }
         for (version, snap) in snapshots {
             let j = (version / every) as usize;

@@ -56,17 +56,25 @@ pub(crate) fn version(shared: &Shared, id: &str, version: u64) -> Result<Option<
 
 /// The current state of `id`.
 pub(crate) fn current(shared: &Shared, id: &str) -> Result<Option<Entity>> {
-    let latest = {
+    let (latest, parsed) = {
         let view = shared.view.read();
         match view.index.entities.get(id) {
             None => return Ok(None),
             Some(rec) => match rec.current_entity(id) {
-                Some(e) => return Ok(Some(e)),
-                None => rec.version(),
+                Some(e) if rec.current.is_some() => return Ok(Some(e)),
+                // Loaded from a checkpoint as text: keep the parsed state for next time.
+                Some(e) => (rec.version(), Some(e)),
+                None => (rec.version(), None),
             },
         }
     };
-    version(shared, id, latest)
+    match parsed {
+        Some(e) => {
+            shared.view.write().index.install(id, Some(&e), Vec::new());
+            Ok(Some(e))
+        }
+        None => version(shared, id, latest),
+    }
 }
 
 /// The version of `id` in effect at `ts` (0 when it did not exist yet).
@@ -151,7 +159,7 @@ pub(crate) fn materialize_all(shared: &Shared) -> Result<()> {
     let (missing, frame_count) = {
         let view = shared.view.read();
         let missing: std::collections::HashSet<Arc<str>> =
-            view.index.entities.iter().filter(|(_, e)| e.current.is_none()).map(|(id, _)| id.clone()).collect();
+            view.index.entities.iter().filter(|(_, e)| e.current.is_none() && e.current_json.is_none()).map(|(id, _)| id.clone()).collect();
         (missing, view.log.frames.len())
     };
     if missing.is_empty() {
