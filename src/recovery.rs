@@ -20,9 +20,10 @@ use crate::entity_index::EntityIndex;
 use crate::error::{Error, Result};
 use crate::event::StoreId;
 use crate::format;
+use crate::frame::FrameHeader;
 use crate::frame::{DecodedFrame, FrameEncoder};
 use crate::options::{Options, Recovery};
-use crate::segment::{self, FrameScan, HeaderError, SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
+use crate::segment::{self, BadFrame, FrameScan, HeaderError, SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
 use crate::segment_set::{FrameRef, SegmentHandle, SegmentSet};
 use crate::storage::Storage;
 use crate::store::Shared;
@@ -178,120 +179,166 @@ pub(crate) fn replay(
         start = (cp.tail.segment_no, cp.tail.end_offset, cp.tail);
     }
     let count = listing.segments.len();
-    for (i, (base, name)) in listing.segments.iter().enumerate() {
-        let last = i + 1 == count;
-        let path = dir.join(name);
-        let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
-        let header = match SegmentHeader::parse(&bytes) {
-            Ok(h) => h,
-            Err(HeaderError::BadMagic) if i == 0 && count == 1 => {
-                return Err(Error::NotAStore { path, reason: "the first segment does not start with strata's magic number".into() });
-            }
-            Err(HeaderError::NewerVersion(found)) => {
-                return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
-            }
-            Err(e) => {
-                let reason = match e {
-                    HeaderError::Damaged(r) => r.to_string(),
-                    _ => "segment header has a bad magic number".into(),
-                };
-                // A crash while creating a segment leaves at most a partial header: nothing
-                // in it was ever acknowledged.
-                let torn = last && bytes.len() <= SEGMENT_HEADER_BYTES && (i == 0 || out.last_sealed);
-                out.damage = Some(Damage { segment: i, path, offset: 0, reason, torn_tail: torn, first_lost_seq: out.next_seq });
-                return Ok(out);
-            }
-        };
-        if i == 0 && !from_checkpoint {
-            out.store_id = StoreId(header.store_id);
-            out.index.store_id = out.store_id;
-        }
-        let damage_at = |offset: u64, reason: String, first_lost_seq: u64| Damage {
-            segment: i,
-            path: path.clone(),
-            offset,
-            reason,
-            torn_tail: false,
-            first_lost_seq,
-        };
-        if header.store_id != out.store_id.0 {
-            out.damage = Some(damage_at(24, "segment belongs to another store (store id differs)".into(), out.next_seq));
-            return Ok(out);
-        }
-        // Segments up to the checkpoint's tail were checked against it (`checkpoint_fits`).
-        let expected_base = if from_checkpoint && i <= start.0 { *base } else { out.next_seq };
-        if header.base_seq != *base || header.base_seq != expected_base {
-            let reason = format!("segment starts at seq {} but seq {} was expected", header.base_seq, expected_base);
-            out.damage = Some(damage_at(16, reason, out.next_seq));
-            return Ok(out);
-        }
-        let handle = Arc::new(SegmentHandle::new(path.clone(), header, storage.clone(), bytes.clone()));
-        let segment_no = out.log.segments.len();
-        out.log.segments.push(handle.clone());
-        if i < start.0 {
-            // Covered by the checkpoint and sealed before it was taken.
-            continue;
-        }
-        let (end, sealed) = match Trailer::find(&bytes) {
-            Some(Ok(t)) => (t.index_offset as usize, Some(t)),
-            Some(Err((offset, reason))) if !last => {
-                out.damage = Some(damage_at(offset, reason.into(), out.next_seq));
-                return Ok(out);
-            }
-            None if !last => {
-                out.damage = Some(damage_at(bytes.len() as u64, "segment has no trailer but a later segment exists".into(), out.next_seq));
-                return Ok(out);
-            }
-            _ => (bytes.len(), None),
-        };
-        let file = storage.open(&path).map_err(|e| Error::io(&path, e))?;
-        let mut active = ActiveSegment::new(handle.clone(), file, segment_no, SEGMENT_HEADER_BYTES as u64);
-        let mut from = SEGMENT_HEADER_BYTES;
-        if i == start.0 && start.1 > SEGMENT_HEADER_BYTES as u64 {
-            let tail = start.2;
-            active.frames = out.log.frames.iter().filter(|f| f.segment() == i).map(|f| (f.base_seq, f.offset())).collect();
-            (active.len, active.min_ts, active.max_ts, active.raw_bytes, active.next_seq) =
-                (tail.end_offset, tail.min_ts, tail.max_ts, tail.raw_bytes, out.next_seq);
-            from = tail.end_offset as usize;
-        }
-        let mut scan = FrameScan::new(&bytes, header.salt, from, end, out.next_seq);
-        for item in scan.by_ref() {
-            let frame = match item {
-                Ok(f) => f,
-                Err(bad) => {
-                    let torn = last
-                        && sealed.is_none()
-                        && segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
-                    out.damage = Some(Damage { torn_tail: torn, ..damage_at(bad.offset, bad.reason, out.next_seq) });
-                    out.tail = Some(active);
+    // Frames are checked and decompressed on a second thread while this one applies them.
+    std::thread::scope(|scope| {
+        for (i, (base, name)) in listing.segments.iter().enumerate() {
+            let last = i + 1 == count;
+            let path = dir.join(name);
+            let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+            let header = match SegmentHeader::parse(&bytes) {
+                Ok(h) => h,
+                Err(HeaderError::BadMagic) if i == 0 && count == 1 => {
+                    return Err(Error::NotAStore { path, reason: "the first segment does not start with strata's magic number".into() });
+                }
+                Err(HeaderError::NewerVersion(found)) => {
+                    return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
+                }
+                Err(e) => {
+                    let reason = match e {
+                        HeaderError::Damaged(r) => r.to_string(),
+                        _ => "segment header has a bad magic number".into(),
+                    };
+                    // A crash while creating a segment leaves at most a partial header: nothing
+                    // in it was ever acknowledged.
+                    let torn = last && bytes.len() <= SEGMENT_HEADER_BYTES && (i == 0 || out.last_sealed);
+                    out.damage = Some(Damage { segment: i, path, offset: 0, reason, torn_tail: torn, first_lost_seq: out.next_seq });
                     return Ok(out);
                 }
             };
-            let decoded = DecodedFrame::decode(frame.bytes, header.salt, dicts).map_err(|r| Error::corruption(&path, frame.offset, r))?;
-            let next_seq = frame.header.next_seq();
-            decoded
-                .for_each_record(|seq, rec| out.index.apply_record(seq, &rec, next_seq, false))
-                .map_err(|r| Error::corruption(&path, frame.offset, format!("{r} (the frame's CRC is valid: the log is inconsistent)")))?;
-            out.log.frames.push(FrameRef::new(frame.header.base_seq, segment_no, frame.offset));
-            out.next_seq = next_seq;
-            out.last_ts = out.last_ts.max(frame.header.max_ts);
-            active.frames.push((frame.header.base_seq, frame.offset));
-            active.len = frame.offset + u64::from(frame.header.len);
-            active.min_ts = active.min_ts.min(frame.header.min_ts);
-            active.max_ts = active.max_ts.max(frame.header.max_ts);
-            active.raw_bytes += u64::from(frame.header.raw_len);
-            active.next_seq = next_seq;
+            if i == 0 && !from_checkpoint {
+                out.store_id = StoreId(header.store_id);
+                out.index.store_id = out.store_id;
+            }
+            let damage_at = |offset: u64, reason: String, first_lost_seq: u64| Damage {
+                segment: i,
+                path: path.clone(),
+                offset,
+                reason,
+                torn_tail: false,
+                first_lost_seq,
+            };
+            if header.store_id != out.store_id.0 {
+                out.damage = Some(damage_at(24, "segment belongs to another store (store id differs)".into(), out.next_seq));
+                return Ok(out);
+            }
+            // Segments up to the checkpoint's tail were checked against it (`checkpoint_fits`).
+            let expected_base = if from_checkpoint && i <= start.0 { *base } else { out.next_seq };
+            if header.base_seq != *base || header.base_seq != expected_base {
+                let reason = format!("segment starts at seq {} but seq {} was expected", header.base_seq, expected_base);
+                out.damage = Some(damage_at(16, reason, out.next_seq));
+                return Ok(out);
+            }
+            let handle = Arc::new(SegmentHandle::new(path.clone(), header, storage.clone(), bytes.clone()));
+            let segment_no = out.log.segments.len();
+            out.log.segments.push(handle.clone());
+            if i < start.0 {
+                // Covered by the checkpoint and sealed before it was taken.
+                continue;
+            }
+            let (end, sealed) = match Trailer::find(&bytes) {
+                Some(Ok(t)) => (t.index_offset as usize, Some(t)),
+                Some(Err((offset, reason))) if !last => {
+                    out.damage = Some(damage_at(offset, reason.into(), out.next_seq));
+                    return Ok(out);
+                }
+                None if !last => {
+                    out.damage =
+                        Some(damage_at(bytes.len() as u64, "segment has no trailer but a later segment exists".into(), out.next_seq));
+                    return Ok(out);
+                }
+                _ => (bytes.len(), None),
+            };
+            let file = storage.open(&path).map_err(|e| Error::io(&path, e))?;
+            let mut active = ActiveSegment::new(handle.clone(), file, segment_no, SEGMENT_HEADER_BYTES as u64);
+            let mut from = SEGMENT_HEADER_BYTES;
+            if i == start.0 && start.1 > SEGMENT_HEADER_BYTES as u64 {
+                let tail = start.2;
+                active.frames = out.log.frames.iter().filter(|f| f.segment() == i).map(|f| (f.base_seq, f.offset())).collect();
+                (active.len, active.min_ts, active.max_ts, active.raw_bytes, active.next_seq) =
+                    (tail.end_offset, tail.min_ts, tail.max_ts, tail.raw_bytes, out.next_seq);
+                from = tail.end_offset as usize;
+            }
+            for item in decode_ahead(scope, bytes.clone(), header.salt, from, end, out.next_seq, dicts) {
+                let (frame, decoded) = match item {
+                    Ok(f) => f,
+                    Err(bad) => {
+                        let torn = last
+                            && sealed.is_none()
+                            && segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
+                        out.damage = Some(Damage { torn_tail: torn, ..damage_at(bad.offset, bad.reason, out.next_seq) });
+                        out.tail = Some(active);
+                        return Ok(out);
+                    }
+                };
+                let decoded = decoded.map_err(|r| Error::corruption(&path, frame.offset, r))?;
+                let next_seq = frame.header.next_seq();
+                decoded.for_each_record(|seq, rec| out.index.apply_record(seq, &rec, next_seq, false)).map_err(|r| {
+                    Error::corruption(&path, frame.offset, format!("{r} (the frame's CRC is valid: the log is inconsistent)"))
+                })?;
+                out.log.frames.push(FrameRef::new(frame.header.base_seq, segment_no, frame.offset));
+                out.next_seq = next_seq;
+                out.last_ts = out.last_ts.max(frame.header.max_ts);
+                active.frames.push((frame.header.base_seq, frame.offset));
+                active.len = frame.offset + u64::from(frame.header.len);
+                active.min_ts = active.min_ts.min(frame.header.min_ts);
+                active.max_ts = active.max_ts.max(frame.header.max_ts);
+                active.raw_bytes += u64::from(frame.header.raw_len);
+                active.next_seq = next_seq;
+            }
+            out.last_sealed = sealed.is_some();
+            if let Some(t) = sealed
+                && (active.len != t.index_offset || t.next_seq != out.next_seq || t.frames != active.frames)
+            {
+                out.damage = Some(damage_at(t.index_offset, "trailer does not match the segment's frames".into(), out.next_seq));
+                return Ok(out);
+            }
+            out.tail = Some(active);
         }
-        out.last_sealed = sealed.is_some();
-        if let Some(t) = sealed
-            && (scan.position() != t.index_offset || t.next_seq != out.next_seq || t.frames != active.frames)
-        {
-            out.damage = Some(damage_at(t.index_offset, "trailer does not match the segment's frames".into(), out.next_seq));
-            return Ok(out);
+        Ok(out)
+    })
+}
+
+/// A frame found by the scan: its offset and header.
+#[derive(Debug, Clone, Copy)]
+struct FoundFrame {
+    offset: u64,
+    header: FrameHeader,
+}
+
+type Decoded = std::result::Result<(FoundFrame, std::result::Result<DecodedFrame, String>), BadFrame>;
+
+/// Scans `bytes[from..end]` and decompresses each good frame on a scoped thread, handing the
+/// results over in order (in batches, to keep the hand-over cheap). The scan stops at the
+/// first bad frame, which is handed over last. Dropping the iterator stops the thread.
+fn decode_ahead<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    bytes: bytes::Bytes,
+    salt: u64,
+    from: usize,
+    end: usize,
+    next_seq: u64,
+    dicts: &'scope Dictionaries,
+) -> impl Iterator<Item = Decoded> + 'scope {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
+    scope.spawn(move || {
+        let (mut batch, mut raw) = (Vec::new(), 0usize);
+        for item in FrameScan::new(&bytes, salt, from, end, next_seq) {
+            let stop = item.is_err();
+            let decoded = item.map(|f| {
+                raw += f.header.raw_len as usize;
+                (FoundFrame { offset: f.offset, header: f.header }, DecodedFrame::decode(f.bytes, salt, dicts))
+            });
+            batch.push(decoded);
+            if stop || batch.len() >= 256 || raw >= 1 << 20 {
+                if tx.send(std::mem::take(&mut batch)).is_err() || stop {
+                    return;
+                }
+                raw = 0;
+            }
         }
-        out.tail = Some(active);
-    }
-    Ok(out)
+        let _ = tx.send(batch);
+    });
+    rx.into_iter().flatten()
 }
 
 /// The newest checkpoint that decodes and fits the log; damaged or stale ones are reported
