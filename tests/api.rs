@@ -2,6 +2,10 @@
 //! versions and timestamps; event ids and idempotent retries; expected versions; atomic
 //! batches; history; and listing events with every filter and cursor paging.
 
+mod layout;
+
+use layout::dir_sizes;
+
 use serde_json::{Value, json};
 use strata::{Durability, Error, Event, EventQuery, NewEvent, Options, Store, Timestamp};
 
@@ -598,17 +602,4 @@ fn unicode_ids_and_data_round_trip() {
     assert_eq!(e.state["name"], "Zoë 日本 🙂");
     assert_eq!(e.state["q"], "\"quoted\"\\");
     assert_eq!(store.events(&EventQuery::new().actor("agent é")).unwrap().len(), 1);
-}
-
-/// File names and sizes in a directory, sorted.
-fn dir_sizes(dir: &std::path::Path) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len())
-        })
-        .collect();
-    out.sort();
-    out
 }

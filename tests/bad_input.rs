@@ -1,23 +1,14 @@
 //! Bad input of every kind gets a typed error, never a panic, and writes nothing: the log's
 //! last seq, the files on disk and the state after a reopen are exactly as before.
 
+mod layout;
+
+use layout::dir_sizes;
+
 use std::path::Path;
 
 use serde_json::{Value, json};
 use strata::{Error, NewEvent, Options, Store, Timestamp};
-
-/// File names and sizes in a directory, sorted.
-fn dir_sizes(dir: &Path) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len())
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 /// A store holding a live contact `c1` (version 2), a deleted contact `gone` and a deal.
 fn seeded(dir: &Path) -> Store {
