@@ -120,21 +120,7 @@ impl FrameHeader {
     /// Parses and sanity-checks a header from the first bytes of a frame. It does not check
     /// the CRC: see [`verify_crc`].
     pub fn parse(bytes: &[u8]) -> Result<FrameHeader, &'static str> {
-        if bytes.len() < FRAME_HEADER_BYTES {
-            return Err("frame header is cut short");
-        }
-        let h = FrameHeader {
-            len: u32_at(bytes, 0),
-            crc: u32_at(bytes, 4),
-            base_seq: u64_at(bytes, 8),
-            record_count: u32_at(bytes, 16),
-            chunk_count: u16_at(bytes, 20),
-            min_ts: u64_at(bytes, 24) as i64,
-            max_ts: u64_at(bytes, 32) as i64,
-            dict_id: u32_at(bytes, 40),
-            raw_len: u32_at(bytes, 44),
-        };
-        let flags = u16_at(bytes, 22);
+        let (h, flags) = Self::read_unchecked(bytes).ok_or("frame header is cut short")?;
         if flags != 0 {
             return Err("frame has unknown flags");
         }
@@ -158,6 +144,26 @@ impl FrameHeader {
             return Err("frame base seq is out of range");
         }
         Ok(h)
+    }
+
+    /// Reads the header fields and the flags as stored, without any check (`None` when
+    /// fewer than [`FRAME_HEADER_BYTES`] are given): for showing a damaged frame.
+    pub(crate) fn read_unchecked(bytes: &[u8]) -> Option<(FrameHeader, u16)> {
+        if bytes.len() < FRAME_HEADER_BYTES {
+            return None;
+        }
+        let h = FrameHeader {
+            len: u32_at(bytes, 0),
+            crc: u32_at(bytes, 4),
+            base_seq: u64_at(bytes, 8),
+            record_count: u32_at(bytes, 16),
+            chunk_count: u16_at(bytes, 20),
+            min_ts: u64_at(bytes, 24) as i64,
+            max_ts: u64_at(bytes, 32) as i64,
+            dict_id: u32_at(bytes, 40),
+            raw_len: u32_at(bytes, 44),
+        };
+        Some((h, u16_at(bytes, 22)))
     }
 
     /// The seq after this frame's last record.
@@ -190,15 +196,8 @@ pub fn chunk_table(frame: &[u8], header: &FrameHeader) -> Result<Vec<ChunkEntry>
     let mut entries = Vec::with_capacity(count);
     let (mut records, mut stored, mut raw) = (0u64, table_end as u64, 0u64);
     for i in 0..count {
-        let at = FRAME_HEADER_BYTES + i * CHUNK_ENTRY_BYTES;
-        let e = ChunkEntry {
-            records: u16_at(frame, at),
-            codec: frame[at + 2],
-            raw_len: u32_at(frame, at + 4),
-            stored_len: u32_at(frame, at + 8),
-            crc: u32_at(frame, at + 12),
-        };
-        if e.records == 0 || e.codec > CODEC_ZSTD_DICT || frame[at + 3] != 0 {
+        let (e, reserved) = read_chunk_entry(frame, i).ok_or("chunk table is cut short")?;
+        if e.records == 0 || e.codec > CODEC_ZSTD_DICT || reserved != 0 {
             return Err("chunk table entry is malformed");
         }
         if e.raw_len > MAX_CHUNK_RAW_BYTES || (e.codec == CODEC_RAW && e.raw_len != e.stored_len) {
@@ -216,6 +215,15 @@ pub fn chunk_table(frame: &[u8], header: &FrameHeader) -> Result<Vec<ChunkEntry>
         return Err("chunk lengths do not add up to the frame's");
     }
     Ok(entries)
+}
+
+/// Reads chunk-table entry `index` and its reserved byte as stored, without any check
+/// (`None` when the frame ends first): for showing a damaged frame.
+pub(crate) fn read_chunk_entry(frame: &[u8], index: usize) -> Option<(ChunkEntry, u8)> {
+    let at = FRAME_HEADER_BYTES.checked_add(index.checked_mul(CHUNK_ENTRY_BYTES)?)?;
+    let b = frame.get(at..at.checked_add(CHUNK_ENTRY_BYTES)?)?;
+    let e = ChunkEntry { records: u16_at(b, 0), codec: b[2], raw_len: u32_at(b, 4), stored_len: u32_at(b, 8), crc: u32_at(b, 12) };
+    Some((e, b[3]))
 }
 
 /// Where chunk `index` starts in the frame.

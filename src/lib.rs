@@ -32,6 +32,7 @@ mod event;
 mod event_query;
 mod format;
 mod frame;
+pub mod inspect;
 mod merge_patch;
 mod mmap;
 mod options;

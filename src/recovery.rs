@@ -133,18 +133,23 @@ fn check_is_store(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Resul
 pub(crate) fn load_dictionaries(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<Dictionaries> {
     let dicts = Dictionaries::default();
     for (id, name) in &listing.dictionaries {
-        let path = dir.join(name);
-        let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
-        if let Some(found) = dictionary::newer_version(&bytes) {
-            return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
-        }
-        let (file_id, dict) = dictionary::decode_file(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
-        if file_id != *id {
-            return Err(Error::corruption(&path, 12, format!("dictionary id {file_id} does not match its file name")));
-        }
-        dicts.insert(*id, dict.to_vec());
+        dicts.insert(*id, load_dictionary(storage, dir, *id, name)?);
     }
     Ok(dicts)
+}
+
+/// Loads and checks dictionary file `name`, which must hold dictionary `id`.
+pub(crate) fn load_dictionary(storage: &dyn Storage, dir: &Path, id: u32, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+    if let Some(found) = dictionary::newer_version(&bytes) {
+        return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
+    }
+    let (file_id, dict) = dictionary::decode_file(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
+    if file_id != id {
+        return Err(Error::corruption(&path, 12, format!("dictionary id {file_id} does not match its file name")));
+    }
+    Ok(dict.to_vec())
 }
 
 /// Walks the log, replaying every good frame into the index and stopping at the first

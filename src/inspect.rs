@@ -1,0 +1,242 @@
+//! Read-only inspection of a store directory: the library side of the `strata-dump` tool.
+//!
+//! Everything here reads the store's files through the parsers that recovery and reads use
+//! (segment headers and trailers, `FrameScan`, frame and chunk decoding, the record codec
+//! and the entity index's consistency checks), so the format is parsed in one place; this
+//! module only decides what to walk and what to report.
+//!
+//! Invariants:
+//! - Nothing here takes the writer lock or writes a byte, except [`repair`], which takes the
+//!   lock (so it never runs beside a live writer) and reuses recovery's cut.
+//! - It works while another process appends. Each segment is read as it is at that moment
+//!   (a read-only map of its current length), one segment at a time. A partial frame at the
+//!   end of the newest segment is a write in flight: the read commands treat it as "not yet
+//!   committed" and stop there quietly; [`Inspector::verify`] reports it as a torn tail only
+//!   if it is still there, unchanged in length, on a second look [`TORN_TAIL_RECHECK_MS`]
+//!   later (a writer finishes a frame in one write call, far faster than that).
+//! - Like the library, it relies on no process truncating a store file in place while it
+//!   reads: `Store::open` cuts a torn tail and [`repair`] cuts damage only under the writer
+//!   lock, which a running writer holds.
+//!
+//! ```
+//! use strata::inspect::Inspector;
+//! use strata::{EventQuery, NewEvent, Options, Store};
+//! use serde_json::json;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path(), Options::default())?;
+//! store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice"})))?;
+//! // No need to close the store: inspection never takes the writer lock.
+//! let inspector = Inspector::open(dir.path())?;
+//! assert!(inspector.verify(None)?.is_clean());
+//! let mut seen = Vec::new();
+//! inspector.events(&EventQuery::new(), None, &mut |ev| {
+//!     seen.push(ev.event_type);
+//!     Ok(std::ops::ControlFlow::Continue(()))
+//! })?;
+//! assert_eq!(seen, ["Contact.Created"]);
+//! # Ok::<(), strata::Error>(())
+//! ```
+
+mod follow;
+mod frame_dump;
+mod repair;
+mod stats;
+mod verify;
+mod walk;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::dictionary::{self, Dictionaries};
+use crate::error::{Error, Result};
+use crate::recovery::{self, Listing};
+use crate::storage::{FsStorage, Storage};
+
+pub use follow::Follower;
+pub use frame_dump::{ChunkFields, FrameDump, FrameFields, FrameLocator};
+pub use repair::{CutPiece, RepairReport, repair};
+pub use stats::{CheckpointInfo, DeepEntity, Stats};
+pub use verify::{TORN_TAIL_RECHECK_MS, VerifyReport};
+pub use walk::{AsOf, Progress, SegmentState, SegmentSummary};
+
+/// One problem found in a store file: which file, where, and what check failed.
+///
+/// ```
+/// use strata::inspect::Problem;
+/// let p = Problem { file: "s/00000000000000000001.seg".into(), offset: 64, reason: "frame CRC mismatch".into(), torn_tail: false };
+/// assert_eq!(p.to_string(), "s/00000000000000000001.seg: offset 64: frame CRC mismatch");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The damaged file.
+    pub file: PathBuf,
+    /// The byte offset in that file where the damage starts.
+    pub offset: u64,
+    /// What check failed.
+    pub reason: String,
+    /// True for a torn tail: a partial frame at the very end of the newest segment with
+    /// nothing valid after it, what a crash mid-write leaves (`Store::open` cuts it).
+    pub torn_tail: bool,
+}
+
+impl Problem {
+    pub(crate) fn new(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Problem { file: file.into(), offset, reason: reason.into(), torn_tail: false }
+    }
+
+    pub(crate) fn into_error(self) -> Error {
+        Error::corruption(self.file, self.offset, self.reason)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let torn = if self.torn_tail { "torn tail: " } else { "" };
+        write!(f, "{}: offset {}: {torn}{}", self.file.display(), self.offset, self.reason)
+    }
+}
+
+/// The files of a store directory, by role, in seq (or id) order.
+///
+/// ```
+/// use strata::{NewEvent, Options, Store};
+/// let dir = tempfile::tempdir()?;
+/// Store::open(dir.path(), Options::default())?.append(NewEvent::create("K", "e", serde_json::json!({})))?;
+/// let files = strata::inspect::Inspector::open(dir.path())?.files();
+/// assert_eq!(files.segments.len(), 1);
+/// assert!(files.checkpoints.is_empty());
+/// # Ok::<(), strata::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreFiles {
+    /// Segment files (`{base_seq:020}.seg`).
+    pub segments: Vec<PathBuf>,
+    /// zstd dictionary files (`dict-{id:010}.zdict`).
+    pub dictionaries: Vec<PathBuf>,
+    /// Checkpoint files (`checkpoint-{seq:020}.ckpt`).
+    pub checkpoints: Vec<PathBuf>,
+    /// Files being written (`*.tmp`); `Store::open` removes them.
+    pub temporary: Vec<PathBuf>,
+    /// Files that are not strata's.
+    pub other: Vec<PathBuf>,
+}
+
+/// A read-only view of one store directory. Opening it lists the files and loads the
+/// dictionaries; it takes no lock and never writes.
+///
+/// ```
+/// use strata::inspect::Inspector;
+/// let dir = tempfile::tempdir()?;
+/// // An empty directory is not a store.
+/// assert!(matches!(Inspector::open(dir.path()), Err(strata::Error::NotAStore { .. })));
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub struct Inspector {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    listing: Listing,
+    dicts: Dictionaries,
+    /// Dictionary files that failed their checks (reported by `verify`).
+    dictionary_problems: Vec<Problem>,
+}
+
+impl fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inspector").field("dir", &self.dir).field("segments", &self.listing.segments.len()).finish()
+    }
+}
+
+impl Inspector {
+    /// Opens the store in `dir` for inspection: [`Error::NotAStore`] when it holds no
+    /// segment files, [`Error::Io`] when it cannot be listed.
+    ///
+    /// ```
+    /// use strata::{NewEvent, Options, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let _writer = Store::open(dir.path(), Options::default())?;
+    /// let inspector = strata::inspect::Inspector::open(dir.path())?;
+    /// assert_eq!(inspector.dir(), dir.path());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
+        Self::open_with_storage(dir, Arc::new(FsStorage))
+    }
+
+    /// Opens the store in `dir` through another [`Storage`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let dir = tempfile::tempdir()?;
+    /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
+    /// let inspector = strata::inspect::Inspector::open_with_storage(dir.path(), Arc::new(strata::FsStorage))?;
+    /// assert_eq!(inspector.files().segments.len(), 1);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn open_with_storage(dir: impl AsRef<Path>, storage: Arc<dyn Storage>) -> Result<Inspector> {
+        let dir = dir.as_ref().to_path_buf();
+        let listing = recovery::list(storage.as_ref(), &dir)?;
+        if listing.segments.is_empty() {
+            let reason = match listing.foreign.is_empty() {
+                true => "it holds no strata segment files".to_string(),
+                false => format!("it holds no strata segment files, only {}", listing.foreign.join(", ")),
+            };
+            return Err(Error::NotAStore { path: dir, reason });
+        }
+        let dicts = Dictionaries::default();
+        let mut dictionary_problems = Vec::new();
+        for (id, name) in &listing.dictionaries {
+            match recovery::load_dictionary(storage.as_ref(), &dir, *id, name) {
+                Ok(bytes) => dicts.insert(*id, bytes),
+                Err(Error::Corruption { path, offset, reason }) => dictionary_problems.push(Problem::new(path, offset, reason)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Inspector { dir, storage, listing, dicts, dictionary_problems })
+    }
+
+    /// The store directory.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
+    /// assert_eq!(strata::inspect::Inspector::open(dir.path())?.dir(), dir.path());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store's files by role, as listed when the inspector was opened.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
+    /// std::fs::write(dir.path().join("notes.txt"), "hello")?;
+    /// let files = strata::inspect::Inspector::open(dir.path())?.files();
+    /// assert_eq!(files.other, [dir.path().join("notes.txt")]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn files(&self) -> StoreFiles {
+        let paths = |names: &mut dyn Iterator<Item = &String>| names.map(|n| self.dir.join(n)).collect();
+        StoreFiles {
+            segments: paths(&mut self.listing.segments.iter().map(|(_, n)| n)),
+            dictionaries: paths(&mut self.listing.dictionaries.iter().map(|(_, n)| n)),
+            checkpoints: paths(&mut self.listing.checkpoints.iter().map(|(_, n)| n)),
+            temporary: paths(&mut self.listing.temporary.iter()),
+            other: paths(&mut self.listing.foreign.iter()),
+        }
+    }
+
+    /// Makes sure dictionary `id` is loaded: a writer may have trained it after the
+    /// inspector was opened (it is always on disk before the first frame that uses it).
+    fn ensure_dictionary(&self, id: u32) {
+        if id == 0 || self.dicts.bytes(id).is_some() {
+            return;
+        }
+        if let Ok(bytes) = recovery::load_dictionary(self.storage.as_ref(), &self.dir, id, &dictionary::dict_file_name(id)) {
+            self.dicts.insert(id, bytes);
+        }
+    }
+}

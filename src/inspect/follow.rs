@@ -1,0 +1,192 @@
+//! `follow`: new committed events as a writer (in this or another process) appends them.
+//!
+//! The follower remembers a position (segment, offset, next seq) and, on every poll, scans
+//! the current bytes of that segment from there. A frame that is not complete yet is a
+//! write in flight: the poll stops before it and picks it up next time. When the segment is
+//! sealed (its trailer follows the last frame) the follower moves to the segment named by
+//! the next seq, which the writer creates right after sealing.
+
+use std::path::PathBuf;
+
+use super::{Inspector, Problem};
+use crate::error::{Error, Result};
+use crate::event::{Event, StoreId};
+use crate::format;
+use crate::segment::{self, FrameScan, SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
+use crate::segment_set;
+
+/// Follows the log of a store: each [`poll`](Follower::poll) hands over the events
+/// committed since the previous one.
+///
+/// ```
+/// use strata::inspect::Follower;
+/// use strata::{NewEvent, Options, Store};
+/// use serde_json::json;
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path(), Options::default())?;
+/// store.append(NewEvent::create("Contact", "c1", json!({})))?;
+/// let mut follower = Follower::new(dir.path(), None)?; // from the end: only new events
+/// store.append(NewEvent::update("c1", json!({"stage": "Won"})))?;
+/// let mut seen = Vec::new();
+/// follower.poll(&mut |ev| { seen.push(ev.seq); Ok(()) })?;
+/// assert_eq!(seen, [2]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Follower {
+    inspector: Inspector,
+    /// The segment being followed.
+    path: PathBuf,
+    /// Its header, once it has been read.
+    header: Option<SegmentHeader>,
+    /// Where the next frame starts in it.
+    offset: u64,
+    /// The seq the next frame starts at.
+    next_seq: u64,
+    /// Events before this seq are passed over silently.
+    first_seq: u64,
+}
+
+impl Follower {
+    /// Starts following the store in `dir`: from `from_seq` when given (events already
+    /// committed from there on come with the first poll), else from the end of the log.
+    ///
+    /// ```
+    /// use strata::{NewEvent, Options, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path(), Options::default())?;
+    /// store.append(NewEvent::create("Contact", "c1", serde_json::json!({})))?;
+    /// let mut follower = strata::inspect::Follower::new(dir.path(), Some(1))?;
+    /// assert_eq!(follower.poll(&mut |_| Ok(()))?, 1);
+    /// assert_eq!(follower.next_seq(), 2);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn new(dir: impl AsRef<std::path::Path>, from_seq: Option<u64>) -> Result<Follower> {
+        let inspector = Inspector::open(dir)?;
+        let target = from_seq.unwrap_or(u64::MAX).max(1);
+        let segments = &inspector.listing.segments;
+        let (base, name) = segments.iter().rev().find(|(base, _)| *base <= target).or(segments.first()).cloned().unwrap_or_default();
+        let path = inspector.dir.join(name);
+        let mut follower =
+            Follower { inspector, path, header: None, offset: SEGMENT_HEADER_BYTES as u64, next_seq: base, first_seq: target };
+        if from_seq.is_none() {
+            // Skip what is already committed, without decoding it.
+            follower.advance(None)?;
+            follower.first_seq = follower.next_seq;
+        }
+        Ok(follower)
+    }
+
+    /// The seq the next committed event will have.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
+    /// assert_eq!(strata::inspect::Follower::new(dir.path(), None)?.next_seq(), 1);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Calls `each` with every event committed since the last poll, in seq order, and
+    /// returns how many there were. It never waits: call it again to see more.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
+    /// let mut follower = strata::inspect::Follower::new(dir.path(), None)?;
+    /// assert_eq!(follower.poll(&mut |_| Ok(()))?, 0);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn poll(&mut self, each: &mut dyn FnMut(Event) -> Result<()>) -> Result<u64> {
+        self.advance(Some(each))
+    }
+
+    /// Scans forward from the position; decodes and hands over events when `each` is given.
+    fn advance(&mut self, mut each: Option<&mut dyn FnMut(Event) -> Result<()>>) -> Result<u64> {
+        let mut count = 0u64;
+        // Set once a later segment was seen while this one had no trailer: one more look
+        // settles whether the trailer was being written or is missing.
+        let mut next_segment_seen = false;
+        loop {
+            let io = |e| Error::io(&self.path, e);
+            let bytes = self.inspector.storage.read_all(&self.path).map_err(io)?;
+            let header = match self.header {
+                Some(h) => h,
+                None if bytes.len() < SEGMENT_HEADER_BYTES => return Ok(count), // being created
+                None => {
+                    let h = SegmentHeader::parse(&bytes).map_err(|e| Error::corruption(&self.path, 0, format!("bad segment header: {e:?}")))?;
+                    if h.base_seq != self.next_seq {
+                        let reason = format!("segment starts at seq {} but seq {} was expected", h.base_seq, self.next_seq);
+                        return Err(Error::corruption(&self.path, 16, reason));
+                    }
+                    *self.header.insert(h)
+                }
+            };
+            let trailer = match Trailer::find(&bytes) {
+                Some(Ok(t)) => Some(t),
+                _ => None,
+            };
+            let end = trailer.as_ref().map_or(bytes.len(), |t| t.index_offset as usize);
+            let mut scan = FrameScan::new(&bytes, header.salt, self.offset as usize, end, self.next_seq);
+            for item in scan.by_ref() {
+                let frame = match item {
+                    Ok(f) => f,
+                    Err(bad) => {
+                        let valid_after = segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, self.next_seq);
+                        if trailer.is_some() || valid_after.is_some() {
+                            return Err(Error::corruption(&self.path, bad.offset, bad.reason));
+                        }
+                        return Ok(count); // a write in flight: next time
+                    }
+                };
+                if let Some(each) = each.as_mut().filter(|_| frame.header.next_seq() > self.first_seq) {
+                    let decoded = self.inspector.decode(&self.path, &frame, header.salt).map_err(Problem::into_error)?;
+                    let store = StoreId(header.store_id);
+                    let mut failed = None;
+                    decoded
+                        .for_each_record(|seq, rec| {
+                            if seq < self.first_seq {
+                                return Ok(());
+                            }
+                            let ev = segment_set::to_event(&rec, seq, frame.header.base_seq, store)?;
+                            count += 1;
+                            each(ev).map_err(|e| {
+                                let text = e.to_string();
+                                failed = Some(e);
+                                text
+                            })
+                        })
+                        .map_err(|r| failed.take().unwrap_or_else(|| Error::corruption(&self.path, frame.offset, r)))?;
+                }
+                self.offset = frame.offset + u64::from(frame.header.len);
+                self.next_seq = frame.header.next_seq();
+            }
+            match trailer {
+                Some(t) if t.next_seq != self.next_seq => {
+                    return Err(Error::corruption(&self.path, t.index_offset, "trailer does not match the segment's frames"));
+                }
+                Some(_) => self.move_to_next_segment(),
+                None => {
+                    let next = self.inspector.dir.join(format::segment_file_name(self.next_seq));
+                    match self.inspector.storage.read_all(&next) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(count),
+                        Err(e) => return Err(Error::io(&next, e)),
+                        Ok(_) if next_segment_seen => {
+                            let reason = "segment has no trailer but a later segment exists";
+                            return Err(Error::corruption(&self.path, bytes.len() as u64, reason));
+                        }
+                        Ok(_) => next_segment_seen = true,
+                    }
+                }
+            }
+        }
+    }
+
+    fn move_to_next_segment(&mut self) {
+        self.path = self.inspector.dir.join(format::segment_file_name(self.next_seq));
+        self.header = None;
+        self.offset = SEGMENT_HEADER_BYTES as u64;
+    }
+}
