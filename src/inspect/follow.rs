@@ -110,8 +110,12 @@ impl Follower {
         // settles whether the trailer was being written or is missing.
         let mut next_segment_seen = false;
         loop {
-            let io = |e| Error::io(&self.path, e);
-            let bytes = self.inspector.storage.read_all(&self.path).map_err(io)?;
+            let bytes = match self.inspector.storage.read_all(&self.path) {
+                Ok(b) => b,
+                // The writer seals a segment before it creates the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.header.is_none() => return Ok(count),
+                Err(e) => return Err(Error::io(&self.path, e)),
+            };
             let header = match self.header {
                 Some(h) => h,
                 None if bytes.len() < SEGMENT_HEADER_BYTES => return Ok(count), // being created
@@ -168,6 +172,8 @@ impl Follower {
                     return Err(Error::corruption(&self.path, t.index_offset, "trailer does not match the segment's frames"));
                 }
                 Some(_) => self.move_to_next_segment(),
+                // No frame in it yet: the writer has just created it.
+                None if self.next_seq == header.base_seq => return Ok(count),
                 None => {
                     let next = self.inspector.dir.join(format::segment_file_name(self.next_seq));
                     match self.inspector.storage.read_all(&next) {
