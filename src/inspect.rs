@@ -177,13 +177,7 @@ impl Inspector {
     pub fn open_with_storage(dir: impl AsRef<Path>, storage: Arc<dyn Storage>) -> Result<Inspector> {
         let dir = dir.as_ref().to_path_buf();
         let listing = recovery::list(storage.as_ref(), &dir)?;
-        if listing.segments.is_empty() {
-            let reason = match listing.foreign.is_empty() {
-                true => "it holds no strata segment files".to_string(),
-                false => format!("it holds no strata segment files, only {}", listing.foreign.join(", ")),
-            };
-            return Err(Error::NotAStore { path: dir, reason });
-        }
+        check_is_store(&dir, &listing)?;
         let dicts = Dictionaries::default();
         let mut dictionary_problems = Vec::new();
         for (id, name) in &listing.dictionaries {
@@ -239,4 +233,17 @@ impl Inspector {
             self.dicts.insert(id, bytes);
         }
     }
+}
+
+/// A directory without segment files is not a store (for inspection: `Store::open` would
+/// create one in an empty directory).
+fn check_is_store(dir: &Path, listing: &Listing) -> Result<()> {
+    if !listing.segments.is_empty() {
+        return Ok(());
+    }
+    let reason = match listing.foreign.is_empty() {
+        true => "it holds no strata segment files".to_string(),
+        false => format!("it holds no strata segment files, only {}", listing.foreign.join(", ")),
+    };
+    Err(Error::NotAStore { path: dir.to_path_buf(), reason })
 }

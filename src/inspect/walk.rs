@@ -317,22 +317,18 @@ impl Inspector {
         }
         let before = out.problems.len();
         let len = seg.bytes.len();
-        let (end, sealed) = match Trailer::find(seg.bytes) {
-            Some(Ok(t)) => (t.index_offset as usize, Some(t)),
-            Some(Err((offset, reason))) if !seg.last => {
-                Self::damage(walk, chain, out, Problem::new(seg.path, offset, reason))?;
-                (len, None)
-            }
+        // As in recovery: the frames before a damaged trailer are kept, and the damage is
+        // placed where they end (where the scan meets the trailer's bytes).
+        let (end, sealed, bad_trailer) = match Trailer::find(seg.bytes) {
+            Some(Ok(t)) => (t.index_offset as usize, Some(t), None),
+            Some(Err((_, reason))) if !seg.last => (len, None, Some(reason)),
             None if !seg.last => {
                 Self::damage(walk, chain, out, Problem::new(seg.path, len as u64, "segment has no trailer but a later segment exists"))?;
-                (len, None)
+                (len, None, None)
             }
-            _ => (len, None),
+            _ => (len, None, None),
         };
-        // After a bad trailer the scan would meet the trailer's bytes as a bad frame: that
-        // problem is already reported.
-        let quiet = out.problems.len() > before;
-        if quiet {
+        if out.problems.len() > before || bad_trailer.is_some() {
             summary.state = SegmentState::Damaged;
         }
         let mut listed: Vec<(u64, u64)> = Vec::new();
@@ -364,14 +360,15 @@ impl Inspector {
             } else {
                 summary.state = SegmentState::Damaged;
             }
-            if !quiet {
-                let problem = Problem { torn_tail: torn, ..Problem::new(seg.path, bad.offset, bad.reason) };
-                Self::damage(walk, chain, out, problem)?;
-            }
+            let reason = bad_trailer.map_or(bad.reason, str::to_string);
+            Self::damage(walk, chain, out, Problem { torn_tail: torn, ..Problem::new(seg.path, bad.offset, reason) })?;
             match after.and_then(|at| FrameHeader::parse(seg.bytes.get(at as usize..)?).ok().map(|h| (at, h))) {
-                Some((at, h)) if walk.keep_going && !quiet => (from, next_seq) = (at as usize, h.base_seq),
+                Some((at, h)) if walk.keep_going && bad_trailer.is_none() => (from, next_seq) = (at as usize, h.base_seq),
                 _ => break,
             }
+        }
+        if let (Some(reason), true) = (bad_trailer, whole) {
+            Self::damage(walk, chain, out, Problem::new(seg.path, len as u64, reason))?;
         }
         if let Some(t) = &sealed {
             if whole && summary.state != SegmentState::Damaged {

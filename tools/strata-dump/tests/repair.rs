@@ -125,3 +125,36 @@ fn repair_moves_a_segment_with_a_bad_header_aside_whole() {
     assert!(dir.path().join(format!("{}.salvaged", second.file_name().unwrap().to_str().unwrap())).exists());
     assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 83);
 }
+
+/// Regression (random_bit_flips seed 1795318811578846689): a flipped bit in the trailer of a
+/// sealed segment was placed at the footer, so the cut left the trailer's index entries
+/// behind as a torn frame and the store still failed to open.
+#[test]
+fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
+    for recovery_by_open in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        sample_store(dir.path());
+        let first = segment_files(dir.path())[0].clone();
+        let offsets = frame_offsets(&first);
+        let len = std::fs::metadata(&first).unwrap().len();
+        let index_offset = {
+            let bytes = std::fs::read(&first).unwrap();
+            u64::from_le_bytes(bytes[len as usize - 56..len as usize - 48].try_into().unwrap())
+        };
+        assert!(index_offset > *offsets.last().unwrap());
+        flip_bit(&first, index_offset + 3); // inside the trailer's index entries
+        let o = dump_dir("verify", dir.path(), &[]);
+        assert_exit(&o, 1);
+        assert!(stdout(&o).starts_with(&format!("{}: offset {index_offset}: trailer CRC mismatch\n", first.display())), "{}", stdout(&o));
+        if recovery_by_open {
+            let salvage = Options { recovery: strata::Recovery::SalvagePrefix, ..Options::default() };
+            assert_eq!(Store::open(dir.path(), salvage).unwrap().last_seq(), 83);
+        } else {
+            let o = dump_dir("repair", dir.path(), &[]);
+            assert_exit(&o, 0);
+            assert!(stdout(&o).contains(&format!("cut {} from offset {index_offset}: {} bytes", first.display(), len - index_offset)), "{}", stdout(&o));
+        }
+        assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 83);
+        assert_exit(&dump_dir("verify", dir.path(), &[]), 0);
+    }
+}
