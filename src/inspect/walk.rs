@@ -317,15 +317,12 @@ impl Inspector {
         }
         let before = out.problems.len();
         let len = seg.bytes.len();
-        // As in recovery: the frames before a damaged trailer are kept, and the damage is
-        // placed where they end (where the scan meets the trailer's bytes).
+        // As in recovery: when a segment before the last has a damaged or missing trailer, its
+        // frames are kept and the damage is placed where they end.
         let (end, sealed, bad_trailer) = match Trailer::find(seg.bytes) {
             Some(Ok(t)) => (t.index_offset as usize, Some(t), None),
             Some(Err((_, reason))) if !seg.last => (len, None, Some(reason)),
-            None if !seg.last => {
-                Self::damage(walk, chain, out, Problem::new(seg.path, len as u64, "segment has no trailer but a later segment exists"))?;
-                (len, None, None)
-            }
+            None if !seg.last => (len, None, Some("segment has no trailer but a later segment exists")),
             _ => (len, None, None),
         };
         if out.problems.len() > before || bad_trailer.is_some() {

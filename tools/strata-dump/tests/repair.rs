@@ -126,12 +126,15 @@ fn repair_moves_a_segment_with_a_bad_header_aside_whole() {
     assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 83);
 }
 
-/// Regression (random_bit_flips seed 1795318811578846689): a flipped bit in the trailer of a
-/// sealed segment was placed at the footer, so the cut left the trailer's index entries
-/// behind as a torn frame and the store still failed to open.
+/// Regressions (random_bit_flips seeds 1795318811578846689 and 1795318973988482925): a
+/// flipped bit in the trailer of a sealed segment (in its index entries, or in its footer's
+/// magic number so that the trailer is not found at all) was placed at the footer or at the
+/// end of the file, so the cut left the trailer's bytes behind as a torn frame and the store
+/// still failed to open.
 #[test]
 fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
-    for recovery_by_open in [false, true] {
+    let cases = [(false, false), (true, false), (false, true), (true, true)];
+    for (recovery_by_open, flip_magic) in cases {
         let dir = tempfile::tempdir().unwrap();
         sample_store(dir.path());
         let first = segment_files(dir.path())[0].clone();
@@ -142,10 +145,14 @@ fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
             u64::from_le_bytes(bytes[len as usize - 56..len as usize - 48].try_into().unwrap())
         };
         assert!(index_offset > *offsets.last().unwrap());
-        flip_bit(&first, index_offset + 3); // inside the trailer's index entries
+        let (at, reason) = match flip_magic {
+            false => (index_offset + 3, "trailer CRC mismatch"),
+            true => (len - 64, "segment has no trailer but a later segment exists"),
+        };
+        flip_bit(&first, at);
         let o = dump_dir("verify", dir.path(), &[]);
         assert_exit(&o, 1);
-        assert!(stdout(&o).starts_with(&format!("{}: offset {index_offset}: trailer CRC mismatch\n", first.display())), "{}", stdout(&o));
+        assert!(stdout(&o).starts_with(&format!("{}: offset {index_offset}: {reason}\n", first.display())), "{}", stdout(&o));
         if recovery_by_open {
             let salvage = Options { recovery: strata::Recovery::SalvagePrefix, ..Options::default() };
             assert_eq!(Store::open(dir.path(), salvage).unwrap().last_seq(), 83);
