@@ -35,7 +35,7 @@
 //!     Ok(std::ops::ControlFlow::Continue(()))
 //! })?;
 //! assert_eq!(seen, ["Contact.Created"]);
-//! # Ok::<(), strata::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod follow;
@@ -107,7 +107,7 @@ impl fmt::Display for Problem {
 /// let files = strata::inspect::Inspector::open(dir.path())?.files();
 /// assert_eq!(files.segments.len(), 1);
 /// assert!(files.checkpoints.is_empty());
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreFiles {
@@ -131,7 +131,7 @@ pub struct StoreFiles {
 /// let dir = tempfile::tempdir()?;
 /// // An empty directory is not a store.
 /// assert!(matches!(Inspector::open(dir.path()), Err(strata::Error::NotAStore { .. })));
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Inspector {
     dir: PathBuf,
@@ -158,7 +158,7 @@ impl Inspector {
     /// let _writer = Store::open(dir.path(), Options::default())?;
     /// let inspector = strata::inspect::Inspector::open(dir.path())?;
     /// assert_eq!(inspector.dir(), dir.path());
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
         Self::open_with_storage(dir, Arc::new(FsStorage))
@@ -172,7 +172,7 @@ impl Inspector {
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// let inspector = strata::inspect::Inspector::open_with_storage(dir.path(), Arc::new(strata::FsStorage))?;
     /// assert_eq!(inspector.files().segments.len(), 1);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with_storage(dir: impl AsRef<Path>, storage: Arc<dyn Storage>) -> Result<Inspector> {
         let dir = dir.as_ref().to_path_buf();
@@ -196,7 +196,7 @@ impl Inspector {
     /// let dir = tempfile::tempdir()?;
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// assert_eq!(strata::inspect::Inspector::open(dir.path())?.dir(), dir.path());
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn dir(&self) -> &Path {
         &self.dir

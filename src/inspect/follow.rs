@@ -30,7 +30,7 @@ use crate::segment_set;
 /// let mut seen = Vec::new();
 /// follower.poll(&mut |ev| { seen.push(ev.seq); Ok(()) })?;
 /// assert_eq!(seen, [2]);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Follower {
@@ -59,7 +59,7 @@ impl Follower {
     /// let mut follower = strata::inspect::Follower::new(dir.path(), Some(1))?;
     /// assert_eq!(follower.poll(&mut |_| Ok(()))?, 1);
     /// assert_eq!(follower.next_seq(), 2);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(dir: impl AsRef<std::path::Path>, from_seq: Option<u64>) -> Result<Follower> {
         let inspector = Inspector::open(dir)?;
@@ -83,7 +83,7 @@ impl Follower {
     /// let dir = tempfile::tempdir()?;
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// assert_eq!(strata::inspect::Follower::new(dir.path(), None)?.next_seq(), 1);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -97,7 +97,7 @@ impl Follower {
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// let mut follower = strata::inspect::Follower::new(dir.path(), None)?;
     /// assert_eq!(follower.poll(&mut |_| Ok(()))?, 0);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn poll(&mut self, each: &mut dyn FnMut(Event) -> Result<()>) -> Result<u64> {
         self.advance(Some(each))

@@ -133,7 +133,7 @@ impl ChunkFields {
 /// let dump = Inspector::open(dir.path())?.frame(&FrameLocator::Seq(1))?;
 /// assert_eq!((dump.offset, dump.fields.unwrap().base_seq), (64, 1));
 /// assert!(dump.problem.is_none() && dump.fields.unwrap().crc_matches());
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameDump {
@@ -166,7 +166,7 @@ impl Inspector {
     /// let dump = inspector.frame(&FrameLocator::At { file: "00000000000000000001.seg".into(), offset: 64 })?;
     /// assert_eq!(dump.chunks.len(), 1);
     /// assert!(inspector.frame(&FrameLocator::Seq(2)).is_err());
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn frame(&self, at: &FrameLocator) -> Result<FrameDump> {
         let (file, offset) = match at {

@@ -48,7 +48,7 @@ pub struct CutPiece {
 /// let report = strata::inspect::repair(dir.path(), true)?;
 /// assert!(report.damage.is_none() && report.cut.is_empty());
 /// assert_eq!(report.kept_to_seq, 1);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairReport {

@@ -60,7 +60,7 @@ pub struct CheckpointInfo {
 /// assert_eq!(stats.events_by_type["Contact.Won"], 1);
 /// assert_eq!(stats.events_by_kind["Contact"], 2);
 /// assert_eq!(stats.deepest[0].versions, 2);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
@@ -126,7 +126,7 @@ impl Inspector {
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// let stats = strata::inspect::Inspector::open(dir.path())?.stats()?;
     /// assert_eq!((stats.events, stats.segments), (0, 1));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stats(&self) -> Result<Stats> {
         if let Some(problem) = self.dictionary_problems.first() {

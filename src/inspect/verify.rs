@@ -32,7 +32,7 @@ const TORN_TAIL_LOOKS: usize = 4;
 /// let report = strata::inspect::Inspector::open(dir.path())?.verify(None)?;
 /// assert!(report.is_clean());
 /// assert_eq!((report.events, report.last_seq, report.entities), (1, 1, 1));
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {

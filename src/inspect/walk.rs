@@ -58,7 +58,7 @@ impl std::fmt::Display for SegmentState {
 /// assert!(problems.is_empty());
 /// assert_eq!((segments[0].base_seq, segments[0].last_seq(), segments[0].records), (1, Some(1), 1));
 /// assert_eq!(segments[0].state, strata::inspect::SegmentState::Active);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentSummary {
@@ -125,7 +125,7 @@ impl SegmentSummary {
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// let (segments, _) = strata::inspect::Inspector::open(dir.path())?.segments()?;
     /// assert_eq!(segments[0].last_seq(), None);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn last_seq(&self) -> Option<u64> {
         (self.records > 0).then(|| self.next_seq - 1)
@@ -138,7 +138,7 @@ impl SegmentSummary {
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// let (segments, _) = strata::inspect::Inspector::open(dir.path())?.segments()?;
     /// assert_eq!(segments[0].compression_ratio(), 0.0);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn compression_ratio(&self) -> f64 {
         ratio(self.raw_bytes, self.stored_bytes)
@@ -180,7 +180,7 @@ impl Progress {
 /// use strata::inspect::AsOf;
 /// let at = AsOf::Time(strata::Timestamp::parse("2026-01-01T00:00:00Z")?);
 /// assert_ne!(at, AsOf::Latest);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AsOf {
@@ -498,7 +498,7 @@ impl Inspector {
     /// drop(strata::Store::open(dir.path(), strata::Options::default())?);
     /// let (segments, problems) = strata::inspect::Inspector::open(dir.path())?.segments()?;
     /// assert_eq!((segments.len(), problems.len()), (1, 0));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn segments(&self) -> Result<(Vec<SegmentSummary>, Vec<Problem>)> {
         let walked = self.walk(Walk { keep_going: true, ..Walk::default() }, &mut |_| Ok(ControlFlow::Continue(())))?;
@@ -525,7 +525,7 @@ impl Inspector {
     ///     Ok(ControlFlow::Continue(()))
     /// })?;
     /// assert_eq!(deals, 1);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn events(&self, query: &EventQuery, to_seq: Option<u64>, each: &mut dyn FnMut(Event) -> Result<ControlFlow<()>>) -> Result<()> {
         let limit = query.limit.unwrap_or(usize::MAX);
@@ -571,7 +571,7 @@ impl Inspector {
     /// store.append(NewEvent::delete("c1"))?;
     /// let history = strata::inspect::Inspector::open(dir.path())?.history("c1")?;
     /// assert_eq!(history.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn history(&self, id: &str) -> Result<Vec<Event>> {
         let mut events = Vec::new();
@@ -598,7 +598,7 @@ impl Inspector {
     /// assert_eq!(inspector.entity("c1", AsOf::Version(1))?.unwrap().state["stage"], "Lead");
     /// assert_eq!(inspector.entity("c1", AsOf::Time(created.timestamp))?.unwrap().version, 1);
     /// assert_eq!(inspector.entity("c1", AsOf::Version(3))?, None);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn entity(&self, id: &str, at: AsOf) -> Result<Option<Entity>> {
         let history = self.history(id)?;
