@@ -30,7 +30,7 @@ use crate::store::Shared;
 use crate::writer::{self, ActiveSegment, Sampler, View, Writer};
 
 /// How many times open may cut a damaged log before giving up.
-const MAX_RECOVERY_CUTS: usize = 4;
+pub(crate) const MAX_RECOVERY_CUTS: usize = 4;
 
 /// The first bad spot found in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +368,12 @@ fn newest_checkpoint(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing) 
 
 /// Checks that a checkpoint describes this log: same segments, and its last frame is where
 /// it says, with a valid CRC and the right seqs.
-fn checkpoint_fits(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, cp: &Checkpoint) -> std::result::Result<(), (u64, String)> {
+pub(crate) fn checkpoint_fits(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    listing: &Listing,
+    cp: &Checkpoint,
+) -> std::result::Result<(), (u64, String)> {
     let stale = |reason: &str| (0u64, reason.to_string());
     let bases: Vec<u64> = listing.segments.iter().map(|(b, _)| *b).collect();
     if cp.segments.is_empty() || cp.segments.len() > bases.len() || cp.segments[..] != bases[..cp.segments.len()] {

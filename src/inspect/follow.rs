@@ -120,7 +120,8 @@ impl Follower {
                 Some(h) => h,
                 None if bytes.len() < SEGMENT_HEADER_BYTES => return Ok(count), // being created
                 None => {
-                    let h = SegmentHeader::parse(&bytes).map_err(|e| Error::corruption(&self.path, 0, format!("bad segment header: {e:?}")))?;
+                    let h =
+                        SegmentHeader::parse(&bytes).map_err(|e| Error::corruption(&self.path, 0, format!("bad segment header: {e:?}")))?;
                     if h.base_seq != self.next_seq {
                         let reason = format!("segment starts at seq {} but seq {} was expected", h.base_seq, self.next_seq);
                         return Err(Error::corruption(&self.path, 16, reason));

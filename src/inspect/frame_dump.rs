@@ -174,11 +174,15 @@ impl Inspector {
             FrameLocator::At { file, offset } => (self.resolve(file), *offset),
         };
         let bytes = self.storage.read_all(&file).map_err(|e| Error::io(&file, e))?;
-        let start = usize::try_from(offset).ok().filter(|&o| o <= bytes.len()).ok_or_else(|| {
-            Error::invalid("offset", format!("{offset} is past the end of {} ({} bytes)", file.display(), bytes.len()))
-        })?;
+        let start = usize::try_from(offset)
+            .ok()
+            .filter(|&o| o <= bytes.len())
+            .ok_or_else(|| Error::invalid("offset", format!("{offset} is past the end of {} ({} bytes)", file.display(), bytes.len())))?;
         if start < SEGMENT_HEADER_BYTES {
-            return Err(Error::invalid("offset", format!("{offset} is inside the segment header (frames start at {SEGMENT_HEADER_BYTES})")));
+            return Err(Error::invalid(
+                "offset",
+                format!("{offset} is inside the segment header (frames start at {SEGMENT_HEADER_BYTES})"),
+            ));
         }
         let header = SegmentHeader::parse(&bytes);
         // With a damaged segment header, the salt as stored is the best guess there is.
@@ -189,7 +193,10 @@ impl Inspector {
         let fields = unchecked.map(|(h, flags)| FrameFields {
             len: h.len,
             crc: h.crc,
-            computed_crc: frame_bytes.get(8..).filter(|_| frame_bytes.len() == h.len as usize).map(|after_crc| frame::frame_crc(salt, after_crc)),
+            computed_crc: frame_bytes
+                .get(8..)
+                .filter(|_| frame_bytes.len() == h.len as usize)
+                .map(|after_crc| frame::frame_crc(salt, after_crc)),
             base_seq: h.base_seq,
             record_count: h.record_count,
             chunk_count: h.chunk_count,
@@ -204,15 +211,7 @@ impl Inspector {
             Err(e) => Some(format!("the segment header is bad ({e:?}), so the CRC is computed with the salt as stored")),
             Ok(h) => self.check(&file, &bytes, start, h, fields.map_or(0, |f| f.base_seq)),
         };
-        Ok(FrameDump {
-            file,
-            offset,
-            fields,
-            chunks,
-            bytes: frame_bytes.to_vec(),
-            available_bytes: rest.len() as u64,
-            problem,
-        })
+        Ok(FrameDump { file, offset, fields, chunks, bytes: frame_bytes.to_vec(), available_bytes: rest.len() as u64, problem })
     }
 
     /// The segment and offset of the committed frame that holds `seq`.
@@ -226,7 +225,9 @@ impl Inspector {
             }
             Ok(ControlFlow::Continue(()))
         })?;
-        found.ok_or_else(|| Error::invalid("seq", format!("seq {seq} is not in the log (the last committed seq is {})", walked.next_seq - 1)))
+        found.ok_or_else(|| {
+            Error::invalid("seq", format!("seq {seq} is not in the log (the last committed seq is {})", walked.next_seq - 1))
+        })
     }
 
     /// A file name in the store directory, or a path as given.

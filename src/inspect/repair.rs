@@ -77,8 +77,9 @@ impl RepairReport {
 }
 
 /// Salvages the store in `dir`: keeps everything before its first damage and moves the rest
-/// aside. With `dry_run`, reports the same and changes nothing. Fails with
-/// [`Error::Locked`] when a writer has the store open.
+/// aside, cutting again (as `Store::open` does) until the log replays clean; checkpoints that
+/// cover seqs no longer in the log are moved aside too. With `dry_run`, reports the same and
+/// changes nothing. Fails with [`Error::Locked`] when a writer has the store open.
 ///
 /// ```
 /// use strata::{NewEvent, Options, Store};
@@ -113,25 +114,87 @@ pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
         None
     };
     let dicts = recovery::load_dictionaries(storage.as_ref(), dir, &listing)?;
-    let replayed = recovery::replay(&storage, dir, &listing, &dicts, 1)?;
-    let kept_to_seq = replayed.next_seq - 1;
-    let Some(damage) = replayed.damage.clone() else {
-        return Ok(RepairReport { dry_run, damage: None, kept_to_seq, first_lost_seq: None, cut: Vec::new() });
-    };
-    drop(replayed);
-    let cut = plan_cut(storage.as_ref(), dir, &listing.segments, &damage)?;
-    let problem = Problem { torn_tail: damage.torn_tail, ..Problem::new(&damage.path, damage.offset, damage.reason.clone()) };
-    let report = RepairReport { dry_run, damage: Some(problem), kept_to_seq, first_lost_seq: Some(damage.first_lost_seq), cut };
-    if dry_run {
-        return Ok(report);
+    let mut report = RepairReport { dry_run, damage: None, kept_to_seq: 0, first_lost_seq: None, cut: Vec::new() };
+    let mut cuts = 0;
+    loop {
+        let listing = recovery::list(storage.as_ref(), dir)?;
+        // A full replay, ignoring checkpoints: every frame is checked.
+        let replayed = recovery::replay(&storage, dir, &listing, &dicts, 1, None)?;
+        report.kept_to_seq = replayed.next_seq - 1;
+        let Some(damage) = replayed.damage.clone() else { break };
+        drop(replayed);
+        if cuts == recovery::MAX_RECOVERY_CUTS {
+            return Err(Error::corruption(&damage.path, damage.offset, format!("{} (still damaged after {cuts} cuts)", damage.reason)));
+        }
+        if report.damage.is_none() {
+            report.damage =
+                Some(Problem { torn_tail: damage.torn_tail, ..Problem::new(&damage.path, damage.offset, damage.reason.clone()) });
+        }
+        report.cut.extend(plan_cut(storage.as_ref(), dir, &listing.segments, &damage)?);
+        if dry_run {
+            let (follow_up, kept_to_seq) = after_cut(storage.as_ref(), dir, &listing.segments, &damage)?;
+            report.cut.extend(follow_up);
+            report.kept_to_seq = kept_to_seq;
+            break;
+        }
+        recovery::cut(&storage, dir, &listing, &damage, true)?;
+        cuts += 1;
     }
-    let moved = recovery::cut(&storage, dir, &listing, &damage, true)?;
-    debug_assert!(moved.iter().all(|m| report.cut.iter().any(|p| &p.moved_to == m)));
-    let listing = recovery::list(storage.as_ref(), dir)?;
-    if let Some(d) = recovery::replay(&storage, dir, &listing, &dicts, 1)?.damage {
-        return Err(Error::corruption(&d.path, d.offset, format!("{} (still damaged after repair)", d.reason)));
+    if report.damage.is_some() {
+        report.first_lost_seq = Some(report.kept_to_seq + 1);
+        move_stale_checkpoints(storage.as_ref(), dir, &listing, &mut report)?;
     }
     Ok(report)
+}
+
+/// Checkpoints that cover seqs the log no longer holds describe a log that is gone: they are
+/// moved aside (open would skip them; verify would report them).
+fn move_stale_checkpoints(storage: &dyn Storage, dir: &Path, listing: &recovery::Listing, report: &mut RepairReport) -> Result<()> {
+    for (seq, name) in listing.checkpoints.iter().filter(|(seq, _)| *seq > report.kept_to_seq) {
+        let file = dir.join(name);
+        let bytes = storage.read_all(&file).map_err(|e| Error::io(&file, e))?.len() as u64;
+        let moved_to = dir.join(format!("{name}.salvaged"));
+        if !report.dry_run {
+            storage.rename(&file, &moved_to).map_err(|e| Error::io(&file, e))?;
+        }
+        report.cut.push(CutPiece { file, from_offset: 0, bytes, readable_seqs: Some((1, *seq)), moved_to });
+    }
+    if !report.dry_run {
+        storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// For a dry run: what the next pass would cut once `damage` is cut, and the last seq then
+/// kept. Cutting makes the damaged segment the last one; whatever follows its last good
+/// frame (what is left of a damaged trailer) reads as a torn tail and is cut next.
+fn after_cut(storage: &dyn Storage, dir: &Path, segments: &[(u64, String)], damage: &Damage) -> Result<(Option<CutPiece>, u64)> {
+    let (_, name) = &segments[damage.segment];
+    let file = dir.join(name);
+    let bytes = storage.read_all(&file).map_err(|e| Error::io(&file, e))?;
+    let header = match SegmentHeader::parse(&bytes) {
+        Ok(h) if damage.offset >= SEGMENT_HEADER_BYTES as u64 => h,
+        // The whole segment goes aside: the log ends with the segment before, sealed.
+        _ => return Ok((None, damage.first_lost_seq - 1)),
+    };
+    let prefix = &bytes[..(damage.offset as usize).min(bytes.len())];
+    let mut next_seq = header.base_seq;
+    let mut scan = FrameScan::new(prefix, header.salt, SEGMENT_HEADER_BYTES, prefix.len(), next_seq);
+    for frame in scan.by_ref().map_while(|f| f.ok()) {
+        next_seq = frame.header.next_seq();
+    }
+    let stop = scan.position();
+    if stop as usize == prefix.len() {
+        return Ok((None, next_seq - 1));
+    }
+    let piece = CutPiece {
+        file,
+        from_offset: stop,
+        bytes: prefix.len() as u64 - stop,
+        readable_seqs: readable_seqs(prefix, header.salt, stop as usize, next_seq, true),
+        moved_to: dir.join(format!("{name}.{stop}.salvaged")),
+    };
+    Ok((Some(piece), next_seq - 1))
 }
 
 /// What `recovery::cut` will move for `damage`, with the seqs still readable in each piece.
@@ -141,7 +204,7 @@ fn plan_cut(storage: &dyn Storage, dir: &Path, segments: &[(u64, String)], damag
         let file = dir.join(name);
         let bytes = storage.read_all(&file).map_err(|e| Error::io(&file, e))?;
         let header = SegmentHeader::parse(&bytes).ok();
-        let (from_offset, moved_to) = match i == damage.segment && damage.offset > 0 {
+        let (from_offset, moved_to) = match i == damage.segment && damage.offset >= SEGMENT_HEADER_BYTES as u64 {
             true => (damage.offset.min(bytes.len() as u64), dir.join(format!("{name}.{}.salvaged", damage.offset))),
             false => (0, dir.join(format!("{name}.salvaged"))),
         };

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::walk::{Walk, ratio};
 use super::{Inspector, Problem};
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::timestamp::Timestamp;
 
@@ -30,10 +31,13 @@ pub struct DeepEntity {
     pub deleted: bool,
 }
 
-/// One checkpoint file.
+/// One checkpoint file and what it covers.
 ///
 /// ```
-/// let c = strata::inspect::CheckpointInfo { path: "s/checkpoint-00000000000000000010.ckpt".into(), covers_to_seq: 10, bytes: 100 };
+/// let c = strata::inspect::CheckpointInfo {
+///     path: "s/checkpoint-00000000000000000010.ckpt".into(), covers_to_seq: 10, bytes: 100,
+///     entities: Some(3), frames: Some(7), problem: None,
+/// };
 /// assert_eq!(c.covers_to_seq, 10);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,12 @@ pub struct CheckpointInfo {
     pub covers_to_seq: u64,
     /// Its length in bytes.
     pub bytes: u64,
+    /// Entities it holds, when it decodes.
+    pub entities: Option<u64>,
+    /// Frames it indexes, when it decodes.
+    pub frames: Option<u64>,
+    /// Why it does not decode (`verify` checks it further).
+    pub problem: Option<String>,
 }
 
 /// What a store holds.
@@ -136,11 +146,12 @@ impl Inspector {
         let walked = self.walk(Walk { decode: true, index: true, ..Walk::default() }, &mut |v| {
             stats.frames += 1;
             if let Some(decoded) = v.decoded {
-                decoded.for_each_record(|_, rec| {
-                    *stats.events_by_type.entry(rec.event_type.to_string()).or_default() += 1;
-                    Ok(())
-                })
-                .map_err(|r| Problem::new(v.path, v.frame.offset, r).into_error())?;
+                decoded
+                    .for_each_record(|_, rec| {
+                        *stats.events_by_type.entry(rec.event_type.to_string()).or_default() += 1;
+                        Ok(())
+                    })
+                    .map_err(|r| Problem::new(v.path, v.frame.offset, r).into_error())?;
             }
             Ok(ControlFlow::Continue(()))
         })?;
@@ -173,16 +184,20 @@ impl Inspector {
             stats.deepest = deepest;
             stats.index_memory_bytes = index.memory_estimate().0 as u64;
         }
-        stats.dictionaries = self.dicts.ids().into_iter().filter(|&id| id > 0).map(|id| (id, self.dicts.bytes(id).map_or(0, |b| b.len() as u64))).collect();
+        stats.dictionaries =
+            self.dicts.ids().into_iter().filter(|&id| id > 0).map(|id| (id, self.dicts.bytes(id).map_or(0, |b| b.len() as u64))).collect();
         for (seq, name) in &self.listing.checkpoints {
             let path = self.dir.join(name);
             let bytes = match self.storage.read_all(&path) {
-                Ok(b) => b.len() as u64,
+                Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&path, e)),
             };
-            // TODO(checkpoints): describe what the checkpoint holds with its decoder.
-            stats.checkpoints.push(CheckpointInfo { path, covers_to_seq: *seq, bytes });
+            let (entities, frames, problem) = match Checkpoint::decode(&bytes) {
+                Ok(cp) => (Some(cp.entities.len() as u64), Some(cp.frames.len() as u64), None),
+                Err((offset, reason)) => (None, None, Some(format!("offset {offset}: {reason}"))),
+            };
+            stats.checkpoints.push(CheckpointInfo { path, covers_to_seq: *seq, bytes: bytes.len() as u64, entities, frames, problem });
         }
         Ok(stats)
     }

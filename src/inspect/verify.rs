@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use super::walk::Walk;
 use super::{Inspector, Problem};
+use crate::checkpoint::{CHECKPOINT_HEADER_BYTES, Checkpoint};
+use crate::entity_index::EntityIndex;
 use crate::error::{Error, Result};
+use crate::recovery;
 
 /// How long `verify` waits before looking again at a torn tail, to tell a write in flight
 /// (the file grows in the meantime) from what a crash left behind.
@@ -116,10 +119,13 @@ impl Inspector {
             ..VerifyReport::default()
         };
         let (mut frames, mut events) = (0u64, 0u64);
+        // Every good frame as (base seq, segment position, offset): checkpoints list them too.
+        let mut frame_list: Vec<(u64, usize, u64)> = Vec::new();
         let walk = Walk { decode: true, index: true, keep_going: true, progress, ..Walk::default() };
         let walked = self.walk(walk, &mut |v| {
             frames += 1;
             events += u64::from(v.frame.header.record_count);
+            frame_list.push((v.frame.header.base_seq, v.segment, v.frame.offset));
             Ok(ControlFlow::Continue(()))
         })?;
         report.segments = walked.segments.len() as u64;
@@ -128,8 +134,9 @@ impl Inspector {
         report.last_seq = walked.next_seq - 1;
         report.entities = walked.index.as_ref().map_or(0, |i| i.entities.len() as u64);
         report.problems.extend(walked.problems);
+        let log = LogFacts { last_seq: report.last_seq, index: walked.index.as_ref(), frames: &frame_list };
         for (seq, name) in &self.listing.checkpoints {
-            if let Some(problem) = self.check_checkpoint(*seq, name, report.last_seq)? {
+            if let Some(problem) = self.check_checkpoint(*seq, name, &log)? {
                 report.problems.push(problem);
             }
         }
@@ -142,11 +149,9 @@ impl Inspector {
         Ok(report)
     }
 
-    /// Checks one checkpoint file against the log.
-    // TODO(checkpoints): once src/checkpoint.rs lands, decode the file with its decoder here
-    // and report its first failed check (file and offset), and check its index against the
-    // one rebuilt from the log.
-    fn check_checkpoint(&self, seq: u64, name: &str, last_seq: u64) -> Result<Option<Problem>> {
+    /// Checks one checkpoint file: its own checks (header, CRCs, body), that it fits the log
+    /// the way `Store::open` requires, and its index against the one rebuilt from the log.
+    fn check_checkpoint(&self, seq: u64, name: &str, log: &LogFacts<'_>) -> Result<Option<Problem>> {
         let path = self.dir.join(name);
         let bytes = match self.storage.read_all(&path) {
             Ok(b) => b,
@@ -154,12 +159,59 @@ impl Inspector {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        if bytes.is_empty() {
-            return Ok(Some(Problem::new(&path, 0, "checkpoint file is empty")));
+        let problem = |offset: u64, reason: String| Ok(Some(Problem::new(&path, offset, reason)));
+        let cp = match Checkpoint::decode(&bytes) {
+            Ok(cp) => cp,
+            Err((offset, reason)) => return problem(offset, reason),
+        };
+        if cp.seq != seq {
+            return problem(16, format!("checkpoint covers seq {} but its file name says {seq}", cp.seq));
         }
-        if seq > last_seq {
-            return Ok(Some(Problem::new(&path, 0, format!("checkpoint covers the log up to seq {seq}, but the log ends at seq {last_seq}"))));
+        if cp.seq > log.last_seq {
+            return problem(16, format!("checkpoint covers the log up to seq {}, but the log ends at seq {}", cp.seq, log.last_seq));
         }
-        Ok(None)
+        if let Err((offset, reason)) = recovery::checkpoint_fits(&self.storage, &self.dir, &self.listing, &cp) {
+            return problem(offset, format!("checkpoint does not fit the log: {reason}"));
+        }
+        match log.index_mismatch(&cp) {
+            Some(reason) => problem(CHECKPOINT_HEADER_BYTES as u64, format!("checkpoint disagrees with the log: {reason}")),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What the walk learnt about the log, to check checkpoints against.
+struct LogFacts<'a> {
+    last_seq: u64,
+    index: Option<&'a EntityIndex>,
+    frames: &'a [(u64, usize, u64)],
+}
+
+impl LogFacts<'_> {
+    /// The first way the checkpoint's frame index or entity index differs from the log's
+    /// (the log's cut at the checkpoint's seq).
+    fn index_mismatch(&self, cp: &Checkpoint) -> Option<String> {
+        let covered: Vec<&(u64, usize, u64)> = self.frames.iter().filter(|(base, _, _)| *base <= cp.seq).collect();
+        if covered.len() != cp.frames.len() {
+            return Some(format!("it lists {} frames, the log has {} up to seq {}", cp.frames.len(), covered.len(), cp.seq));
+        }
+        for (f, (base, segment, offset)) in cp.frames.iter().zip(&covered) {
+            if f.base_seq != *base || f.segment() != *segment || f.offset() != *offset {
+                return Some(format!("its frame at seq {} is not where the log has it", f.base_seq));
+            }
+        }
+        let index = self.index?;
+        let in_log = index.entities.values().filter(|e| e.versions.first().is_some_and(|v| v.seq <= cp.seq)).count();
+        if in_log != cp.entities.len() {
+            return Some(format!("it holds {} entities, the log has {in_log} up to seq {}", cp.entities.len(), cp.seq));
+        }
+        for (id, e) in &cp.entities {
+            let Some(log) = index.entities.get(id) else { return Some(format!("entity {id} is not in the log")) };
+            let versions: Vec<_> = log.versions.iter().take_while(|v| v.seq <= cp.seq).copied().collect();
+            if *log.kind != *e.kind || versions != e.versions {
+                return Some(format!("entity {id} has other versions or another kind in the log"));
+            }
+        }
+        None
     }
 }

@@ -195,6 +195,8 @@ pub enum AsOf {
 /// One good frame met by a walk.
 pub(super) struct Visit<'a> {
     pub(super) path: &'a Path,
+    /// The segment's position in the store's list of segments.
+    pub(super) segment: usize,
     pub(super) frame: &'a ScannedFrame<'a>,
     pub(super) salt: u64,
     pub(super) store: StoreId,
@@ -271,7 +273,7 @@ impl Inspector {
             let path = self.dir.join(name);
             let bytes = self.storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
             let mut summary = SegmentSummary::new(path.clone(), *base, bytes.len() as u64);
-            let seg = Segment { index: i, last: i + 1 == count, path: &path, base: *base, bytes: &bytes };
+            let seg = Segment { index: i, count, last: i + 1 == count, path: &path, base: *base, bytes: &bytes };
             let result = self.walk_segment(&seg, &mut walk, &mut chain, &mut out, &mut summary, visit);
             chain.done_bytes += bytes.len() as u64;
             out.segments.push(summary);
@@ -317,15 +319,22 @@ impl Inspector {
         }
         let before = out.problems.len();
         let len = seg.bytes.len();
-        // As in recovery: when a segment before the last has a damaged or missing trailer, its
-        // frames are kept and the damage is placed where they end.
-        let (end, sealed, bad_trailer) = match Trailer::find(seg.bytes) {
-            Some(Ok(t)) => (t.index_offset as usize, Some(t), None),
-            Some(Err((_, reason))) if !seg.last => (len, None, Some(reason)),
-            None if !seg.last => (len, None, Some("segment has no trailer but a later segment exists")),
-            _ => (len, None, None),
+        let (end, sealed) = match Trailer::find(seg.bytes) {
+            Some(Ok(t)) => (t.index_offset as usize, Some(t)),
+            Some(Err((offset, reason))) if !seg.last => {
+                Self::damage(walk, chain, out, Problem::new(seg.path, offset, reason))?;
+                (len, None)
+            }
+            None if !seg.last => {
+                Self::damage(walk, chain, out, Problem::new(seg.path, len as u64, "segment has no trailer but a later segment exists"))?;
+                (len, None)
+            }
+            _ => (len, None),
         };
-        if out.problems.len() > before || bad_trailer.is_some() {
+        // After a bad or missing trailer the scan meets the trailer's bytes as a bad frame:
+        // that damage is already reported.
+        let quiet = out.problems.len() > before;
+        if quiet {
             summary.state = SegmentState::Damaged;
         }
         let mut listed: Vec<(u64, u64)> = Vec::new();
@@ -337,6 +346,7 @@ impl Inspector {
             for item in scan.by_ref() {
                 match item {
                     Ok(frame) => {
+                        next_seq = frame.header.next_seq();
                         listed.push((frame.header.base_seq, frame.offset));
                         summary.add_frame(&frame.header);
                         self.on_frame(seg, &header, &frame, walk, chain, out, visit)?;
@@ -347,7 +357,6 @@ impl Inspector {
                     Err(b) => bad = Some(b),
                 }
             }
-            next_seq = scan.next_seq();
             let Some(bad) = bad else { break };
             whole = false;
             let after = segment::find_valid_frame_after(seg.bytes, header.salt, bad.offset as usize, next_seq);
@@ -357,15 +366,14 @@ impl Inspector {
             } else {
                 summary.state = SegmentState::Damaged;
             }
-            let reason = bad_trailer.map_or(bad.reason, str::to_string);
-            Self::damage(walk, chain, out, Problem { torn_tail: torn, ..Problem::new(seg.path, bad.offset, reason) })?;
+            if quiet {
+                break;
+            }
+            Self::damage(walk, chain, out, Problem { torn_tail: torn, ..Problem::new(seg.path, bad.offset, bad.reason) })?;
             match after.and_then(|at| FrameHeader::parse(seg.bytes.get(at as usize..)?).ok().map(|h| (at, h))) {
-                Some((at, h)) if walk.keep_going && bad_trailer.is_none() => (from, next_seq) = (at as usize, h.base_seq),
+                Some((at, h)) if walk.keep_going => (from, next_seq) = (at as usize, h.base_seq),
                 _ => break,
             }
-        }
-        if let (Some(reason), true) = (bad_trailer, whole) {
-            Self::damage(walk, chain, out, Problem::new(seg.path, len as u64, reason))?;
         }
         if let Some(t) = &sealed {
             if whole && summary.state != SegmentState::Damaged {
@@ -389,7 +397,7 @@ impl Inspector {
     fn check_header(&self, seg: &Segment<'_>, walk: &Walk<'_>, chain: &mut Chain, out: &mut Walked) -> Result<Option<SegmentHeader>> {
         let header = match SegmentHeader::parse(seg.bytes) {
             Ok(h) => h,
-            Err(HeaderError::BadMagic) if seg.index == 0 => {
+            Err(HeaderError::BadMagic) if seg.index == 0 && seg.count == 1 => {
                 let reason = "the first segment does not start with strata's magic number".into();
                 return Err(Error::NotAStore { path: seg.path.to_path_buf(), reason });
             }
@@ -448,7 +456,7 @@ impl Inspector {
         };
         if let (Some(index), Some(d), true) = (out.index.as_mut(), decoded.as_ref(), chain.intact) {
             let next_seq = frame.header.next_seq();
-            if let Err(r) = d.for_each_record(|seq, rec| index.apply_record(seq, &rec, next_seq)) {
+            if let Err(r) = d.for_each_record(|seq, rec| index.apply_record(seq, &rec, next_seq, false)) {
                 let reason = format!("{r} (the frame's CRC is valid: the log is inconsistent)");
                 Self::damage(walk, chain, out, Problem::new(seg.path, frame.offset, reason))?;
             }
@@ -456,7 +464,14 @@ impl Inspector {
         if chain.intact {
             out.next_seq = frame.header.next_seq();
         }
-        let v = Visit { path: seg.path, frame, salt: header.salt, store: StoreId(header.store_id), decoded: decoded.as_ref() };
+        let v = Visit {
+            path: seg.path,
+            segment: seg.index,
+            frame,
+            salt: header.salt,
+            store: StoreId(header.store_id),
+            decoded: decoded.as_ref(),
+        };
         if visit(&v)?.is_break() {
             out.stopped = true;
         }
@@ -632,6 +647,7 @@ pub(super) fn fold(history: &[Event], at: AsOf) -> Option<Entity> {
 /// One segment being walked.
 struct Segment<'a> {
     index: usize,
+    count: usize,
     last: bool,
     path: &'a Path,
     base: u64,

@@ -192,7 +192,14 @@ pub(crate) fn stats(out: &mut Out<'_>, s: &Stats, json: bool) -> io::Result<()> 
             "compression_ratio": s.compression_ratio(),
             "uncommitted_bytes": s.uncommitted_bytes,
             "dictionaries": s.dictionaries.iter().map(|(id, bytes)| json!({"id": id, "bytes": bytes})).collect::<Vec<_>>(),
-            "checkpoints": s.checkpoints.iter().map(|c| json!({"file": c.path.display().to_string(), "covers_to_seq": c.covers_to_seq, "bytes": c.bytes})).collect::<Vec<_>>(),
+            "checkpoints": s.checkpoints.iter().map(|c| json!({
+                "file": c.path.display().to_string(),
+                "covers_to_seq": c.covers_to_seq,
+                "bytes": c.bytes,
+                "entities": c.entities,
+                "frames": c.frames,
+                "problem": c.problem,
+            })).collect::<Vec<_>>(),
             "index_memory_bytes": s.index_memory_bytes,
         });
         return writeln!(out, "{stats}");
@@ -219,7 +226,12 @@ pub(crate) fn stats(out: &mut Out<'_>, s: &Stats, json: bool) -> io::Result<()> 
     }
     for c in &s.checkpoints {
         let name = c.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        writeln!(out, "checkpoint   {name}: covers seqs 1..={}, {}", c.covers_to_seq, bytes_text(c.bytes))?;
+        let holds = match (&c.problem, c.entities, c.frames) {
+            (Some(p), _, _) => format!("unreadable ({p})"),
+            (None, Some(e), Some(f)) => format!("{e} entities, {f} frames"),
+            _ => String::new(),
+        };
+        writeln!(out, "checkpoint   {name}: covers seqs 1..={}, {}, {holds}", c.covers_to_seq, bytes_text(c.bytes))?;
     }
     writeln!(out, "\nevents by kind")?;
     for (kind, n) in &s.events_by_kind {
@@ -266,7 +278,11 @@ pub(crate) fn frame(out: &mut Out<'_>, d: &FrameDump, max_bytes: usize) -> io::R
         Some(c) => format!("computed {c:#010x} (MISMATCH)"),
         None => "not computed: the file ends before the frame does".into(),
     };
-    let seqs = if f.record_count > 0 { format!("seqs {}..={}", f.base_seq, f.base_seq.saturating_add(u64::from(f.record_count) - 1)) } else { String::new() };
+    let seqs = if f.record_count > 0 {
+        format!("seqs {}..={}", f.base_seq, f.base_seq.saturating_add(u64::from(f.record_count) - 1))
+    } else {
+        String::new()
+    };
     let dict = if f.dict_id == 0 { "none".to_string() } else { format!("dict-{:010}.zdict", f.dict_id) };
     let rows = [
         ("+0", "len", "u32", f.len.to_string(), String::new()),

@@ -9,7 +9,8 @@ use std::process::Output;
 
 use common::*;
 
-const READ_COMMANDS: [&[&str]; 6] = [&["segments"], &["records"], &["stats"], &["entity", "contact_1"], &["hexdump", "--seq", "1"], &["verify"]];
+const READ_COMMANDS: [&[&str]; 6] =
+    [&["segments"], &["records"], &["stats"], &["entity", "contact_1"], &["hexdump", "--seq", "1"], &["verify"]];
 
 fn run(sub: &[&str], dir: &Path) -> Output {
     dump_dir(sub[0], dir, &sub[1..])
@@ -55,7 +56,9 @@ fn hostile_length_fields_are_reported_not_followed() {
     sample_store(dir.path());
     let first = segment_files(dir.path())[0].clone();
     let at = frame_offsets(&first)[3];
-    for (len, reason) in [(u32::MAX, "frame length is over the limit"), (1 << 30, "runs past the end of the segment"), (0, "shorter than its header")] {
+    for (len, reason) in
+        [(u32::MAX, "frame length is over the limit"), (1 << 30, "runs past the end of the segment"), (0, "shorter than its header")]
+    {
         let mut bytes = std::fs::read(&first).unwrap();
         let saved = bytes.clone();
         bytes[at as usize..at as usize + 4].copy_from_slice(&len.to_le_bytes());
@@ -110,13 +113,15 @@ fn xorshift(state: &mut u64) -> u64 {
 
 #[test]
 fn random_bit_flips_never_crash_any_command() {
-    let seed: u64 = std::env::var("STRATA_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed: u64 = std::env::var("STRATA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     println!("seed {seed} (rerun with STRATA_SEED={seed})");
     let pristine = tempfile::tempdir().unwrap();
-    sample_store(pristine.path());
-    let files = segment_files(pristine.path());
+    let ckpt = store_with_checkpoint(pristine.path());
+    let mut files = segment_files(pristine.path());
+    files.push(ckpt);
     let mut state = seed;
     for round in 0..12 {
         let dir = tempfile::tempdir().unwrap();
@@ -133,7 +138,13 @@ fn random_bit_flips_never_crash_any_command() {
         for sub in READ_COMMANDS.iter().chain([&["repair", "--dry-run"][..]].iter()) {
             let o = run(sub, dir.path());
             let code = o.status.code();
-            assert!(matches!(code, Some(0..=2)), "seed {seed} round {round}: {sub:?} on a flip at {}:{at} exited {:?}: {}", target.display(), o.status, stderr(&o));
+            assert!(
+                matches!(code, Some(0..=2)),
+                "seed {seed} round {round}: {sub:?} on a flip at {}:{at} exited {:?}: {}",
+                target.display(),
+                o.status,
+                stderr(&o)
+            );
             assert!(!stderr(&o).contains("panicked"), "seed {seed} round {round}: {sub:?} panicked: {}", stderr(&o));
         }
         // Without its magic number the first segment is not strata's: nothing to repair.

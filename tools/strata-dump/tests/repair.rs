@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::json;
@@ -39,7 +39,7 @@ fn dry_run_prints_the_cut_and_changes_no_byte() {
     // The same report as the real repair, word for word but for the verb.
     let real = dump_dir("repair", dir.path(), &[]);
     assert_exit(&real, 0);
-    assert_eq!(stdout(&real).replace("would cut", "cut").replace("repaired: the store opens again", "dry run: nothing was changed"), text.replace("would cut", "cut"));
+    assert_eq!(stdout(&real), text.replace("would cut", "cut").replace("dry run: nothing was changed", "repaired: the store opens again"));
 }
 
 #[test]
@@ -128,9 +128,10 @@ fn repair_moves_a_segment_with_a_bad_header_aside_whole() {
 
 /// Regressions (random_bit_flips seeds 1795318811578846689 and 1795318973988482925): a
 /// flipped bit in the trailer of a sealed segment (in its index entries, or in its footer's
-/// magic number so that the trailer is not found at all) was placed at the footer or at the
-/// end of the file, so the cut left the trailer's bytes behind as a torn frame and the store
-/// still failed to open.
+/// magic number so that the trailer is not found at all). The damage is reported where
+/// `Store::open` reports it (the footer, or the end of the file); cutting there leaves the
+/// trailer's index entries after the last frame, which the next pass cuts as a torn tail,
+/// as open does. The dry run predicts both cuts.
 #[test]
 fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
     let cases = [(false, false), (true, false), (false, true), (true, true)];
@@ -138,30 +139,62 @@ fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
         let dir = tempfile::tempdir().unwrap();
         sample_store(dir.path());
         let first = segment_files(dir.path())[0].clone();
-        let offsets = frame_offsets(&first);
         let len = std::fs::metadata(&first).unwrap().len();
         let index_offset = {
             let bytes = std::fs::read(&first).unwrap();
             u64::from_le_bytes(bytes[len as usize - 56..len as usize - 48].try_into().unwrap())
         };
-        assert!(index_offset > *offsets.last().unwrap());
-        let (at, reason) = match flip_magic {
-            false => (index_offset + 3, "trailer CRC mismatch"),
-            true => (len - 64, "segment has no trailer but a later segment exists"),
+        assert!(index_offset > *frame_offsets(&first).last().unwrap());
+        let footer = len - 64;
+        let (at, damage_at, reason) = match flip_magic {
+            false => (index_offset + 3, footer, "trailer CRC mismatch"),
+            true => (footer, len, "segment has no trailer but a later segment exists"),
         };
         flip_bit(&first, at);
         let o = dump_dir("verify", dir.path(), &[]);
         assert_exit(&o, 1);
-        assert!(stdout(&o).starts_with(&format!("{}: offset {index_offset}: {reason}\n", first.display())), "{}", stdout(&o));
+        assert!(stdout(&o).starts_with(&format!("{}: offset {damage_at}: {reason}\n", first.display())), "{}", stdout(&o));
         if recovery_by_open {
             let salvage = Options { recovery: strata::Recovery::SalvagePrefix, ..Options::default() };
             assert_eq!(Store::open(dir.path(), salvage).unwrap().last_seq(), 83);
         } else {
+            let dry = dump_dir("repair", dir.path(), &["--dry-run"]);
             let o = dump_dir("repair", dir.path(), &[]);
             assert_exit(&o, 0);
-            assert!(stdout(&o).contains(&format!("cut {} from offset {index_offset}: {} bytes", first.display(), len - index_offset)), "{}", stdout(&o));
+            let text = stdout(&o);
+            assert!(
+                text.contains(&format!("cut {} from offset {index_offset}: {} bytes", first.display(), damage_at - index_offset)),
+                "{text}"
+            );
+            assert!(text.contains("keeps seqs 1..=83; first seq lost: 84\n"), "{text}");
+            assert_eq!(
+                stdout(&dry).replace("would cut", "cut").replace("dry run: nothing was changed", "repaired: the store opens again"),
+                text
+            );
         }
         assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 83);
         assert_exit(&dump_dir("verify", dir.path(), &[]), 0);
     }
+}
+
+#[test]
+fn repair_moves_checkpoints_of_the_cut_log_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = store_with_checkpoint(dir.path());
+    let first = &segment_files(dir.path())[0];
+    let bad = frame_offsets(first)[10];
+    flip_bit(first, bad + 50);
+    let dry = dump_dir("repair", dir.path(), &["--dry-run"]);
+    let line = format!(
+        "would cut {} whole file: {} bytes (readable seqs 1..=100) -> {}.salvaged\n",
+        ckpt.display(),
+        std::fs::metadata(&ckpt).unwrap().len(),
+        ckpt.display()
+    );
+    assert!(stdout(&dry).contains(&line), "{}", stdout(&dry));
+    let o = dump_dir("repair", dir.path(), &[]);
+    assert_exit(&o, 0);
+    assert!(!ckpt.exists() && PathBuf::from(format!("{}.salvaged", ckpt.display())).exists());
+    assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 10);
+    assert_exit(&dump_dir("verify", dir.path(), &[]), 0);
 }

@@ -57,7 +57,13 @@ fn bit_flip_mid_sealed_segment_is_reported_with_file_and_offset() {
     assert_exit(&o, 1);
     let text = stdout(&o);
     assert!(text.starts_with(&format!("{}: offset {bad}: frame CRC mismatch\n", sealed.display())), "{text}");
-    assert!(text.ends_with(&format!("1 problem found; checked 3 segments, 103 frames, 152 events (last seq {}), 51 entities, 0 dictionaries, 0 checkpoints\n", 84 + (offsets.len() / 2) as u64 - 1)), "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "1 problem found; checked 3 segments, 103 frames, 152 events (last seq {}), 51 entities, 0 dictionaries, 0 checkpoints\n",
+            84 + (offsets.len() / 2) as u64 - 1
+        )),
+        "{text}"
+    );
     let (code, report) = verify_json(dir.path());
     assert_eq!(code, 1);
     assert_eq!(report["problems"].as_array().unwrap().len(), 1, "{report}");
@@ -94,8 +100,7 @@ fn torn_tail_is_reported_with_file_and_offset_and_not_shown_as_data() {
 #[test]
 fn damage_anywhere_is_the_damage_open_reports() {
     // (description, which segment, offset to flip or None to delete the segment)
-    type Damage = (&'static str, usize, Option<fn(&Path) -> u64>);
-    let cases: [Damage; 4] = [
+    let cases: [(&str, usize, Option<OffsetIn>); 4] = [
         ("segment header", 1, Some(|_| 20)),
         ("first frame of a sealed segment", 0, Some(|p| frame_offsets(p)[0] + 30)),
         ("trailer footer", 0, Some(|p| std::fs::metadata(p).unwrap().len() - 30)),
@@ -134,32 +139,83 @@ fn broken_dictionary_is_reported_with_file_and_offset() {
 }
 
 #[test]
-fn broken_checkpoint_is_reported_with_file_and_offset() {
+fn checkpoints_are_verified_against_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    sample_store(dir.path());
-    // A checkpoint that claims more of the log than there is, and an empty one.
-    let beyond = dir.path().join("checkpoint-00000000000000000999.ckpt");
-    std::fs::write(&beyond, b"not really a checkpoint").unwrap();
-    let empty = dir.path().join("checkpoint-00000000000000000010.ckpt");
-    std::fs::write(&empty, b"").unwrap();
+    let ckpt = store_with_checkpoint(dir.path());
+    let (code, report) = verify_json(dir.path());
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["checkpoints"], 1);
+    let stats: Value = serde_json::from_str(stdout(&dump_dir("stats", dir.path(), &["--json"])).trim()).unwrap();
+    let c = &stats["checkpoints"][0];
+    assert_eq!((c["file"].as_str().unwrap(), c["covers_to_seq"].clone()), (ckpt.to_str().unwrap(), json!(100)));
+    assert_eq!((c["entities"].clone(), c["problem"].clone()), (json!(1), Value::Null));
+    assert_eq!(c["bytes"], std::fs::metadata(&ckpt).unwrap().len());
+}
+
+/// Damage done to a file.
+type Damage = Box<dyn Fn(&Path)>;
+/// Where in a file to flip a bit.
+type OffsetIn = fn(&Path) -> u64;
+
+#[test]
+fn broken_checkpoint_is_reported_with_file_and_offset() {
+    let original = tempfile::tempdir().unwrap();
+    let ckpt = store_with_checkpoint(original.path());
+    let len = std::fs::metadata(&ckpt).unwrap().len();
+    // (what, damage to the file, offset reported, reason)
+    let cases: [(&str, Damage, u64, &str); 4] = [
+        ("flipped bit in the body", Box::new(|p| flip_bit(p, 70)), 64, "checkpoint body CRC mismatch"),
+        ("flipped bit in the header", Box::new(|p| flip_bit(p, 20)), 60, "checkpoint header CRC mismatch"),
+        (
+            "truncated body",
+            Box::new(move |p| std::fs::OpenOptions::new().write(true).open(p).unwrap().set_len(len - 5).unwrap()),
+            32,
+            "checkpoint announces",
+        ),
+        ("empty file", Box::new(|p| std::fs::write(p, b"").unwrap()), 0, "checkpoint is shorter than its header"),
+    ];
+    for (what, damage, offset, reason) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(original.path()).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+        let ckpt = dir.path().join(ckpt.file_name().unwrap());
+        damage(&ckpt);
+        let (code, report) = verify_json(dir.path());
+        assert_eq!(code, 1, "{what}: {report}");
+        assert_eq!(report["problems"].as_array().unwrap().len(), 1, "{what}: {report}");
+        assert_eq!(first_problem(&report), (ckpt.clone(), offset), "{what}: {report}");
+        assert!(report["problems"][0]["reason"].as_str().unwrap().contains(reason), "{what}: {report}");
+        // A checkpoint is a cache: the store still opens, from the log.
+        assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 120, "{what}");
+    }
+}
+
+#[test]
+fn checkpoint_of_another_log_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_checkpoint(dir.path());
+    // A checkpoint that claims more of the log than there is, under its own name.
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open(other.path(), Options::default()).unwrap();
+    for i in 0..130 {
+        store.append(strata::NewEvent::create("K", format!("e{i}"), json!({}))).unwrap();
+    }
+    store.checkpoint().unwrap();
+    drop(store);
+    let foreign = dir.path().join("checkpoint-00000000000000000130.ckpt");
+    std::fs::copy(other.path().join("checkpoint-00000000000000000130.ckpt"), &foreign).unwrap();
     let (code, report) = verify_json(dir.path());
     assert_eq!(code, 1);
-    let problems: Vec<(String, u64, String)> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["file"].as_str().unwrap().to_string(), p["offset"].as_u64().unwrap(), p["reason"].as_str().unwrap().to_string()))
-        .collect();
-    assert_eq!(
-        problems,
-        [
-            (empty.display().to_string(), 0, "checkpoint file is empty".to_string()),
-            (beyond.display().to_string(), 0, "checkpoint covers the log up to seq 999, but the log ends at seq 153".to_string()),
-        ]
-    );
-    assert_eq!(report["checkpoints"], 2);
-    let stats: Value = serde_json::from_str(stdout(&dump_dir("stats", dir.path(), &["--json"])).trim()).unwrap();
-    assert_eq!(stats["checkpoints"][1], json!({"file": beyond.display().to_string(), "covers_to_seq": 999, "bytes": 23}));
+    assert_eq!(first_problem(&report), (foreign.clone(), 16));
+    assert_eq!(report["problems"][0]["reason"], "checkpoint covers the log up to seq 130, but the log ends at seq 120");
+    // Renamed to a seq the log has, it is still not this log's.
+    let renamed = dir.path().join("checkpoint-00000000000000000110.ckpt");
+    std::fs::rename(&foreign, &renamed).unwrap();
+    let (_, report) = verify_json(dir.path());
+    assert_eq!(first_problem(&report), (renamed, 16));
+    assert_eq!(report["problems"][0]["reason"], "checkpoint covers seq 130 but its file name says 110");
 }
 
 #[test]

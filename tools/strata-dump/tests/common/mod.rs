@@ -53,11 +53,11 @@ pub fn small_segments() -> Options {
 pub fn sample_store(dir: &Path) -> Vec<strata::Event> {
     let store = Store::open(dir, small_segments()).unwrap();
     let mut events = Vec::new();
-    events.push(store.append(NewEvent::create("Contact", "contact_1", json!({"name": "Alice", "stage": "Lead"})).actor("agent_1")).unwrap());
-    events.push(
-        store.append(NewEvent::update("contact_1", json!({"stage": "Qualified"})).verb("Qualified").actor("agent_2")).unwrap(),
-    );
-    let deals = (0..50).map(|i| NewEvent::create("Deal", format!("deal_{i}"), json!({"amount": i * 10, "note": "x".repeat(20)})).actor("agent_1"));
+    events
+        .push(store.append(NewEvent::create("Contact", "contact_1", json!({"name": "Alice", "stage": "Lead"})).actor("agent_1")).unwrap());
+    events.push(store.append(NewEvent::update("contact_1", json!({"stage": "Qualified"})).verb("Qualified").actor("agent_2")).unwrap());
+    let deals =
+        (0..50).map(|i| NewEvent::create("Deal", format!("deal_{i}"), json!({"amount": i * 10, "note": "x".repeat(20)})).actor("agent_1"));
     events.extend(store.append_batch(deals.collect()).unwrap());
     for i in 0..100 {
         events.push(store.append(NewEvent::update(format!("deal_{}", i % 50), json!({"amount": i, "step": i}))).unwrap());
@@ -78,8 +78,27 @@ pub fn store_with_dictionary(dir: &Path) -> Vec<strata::Event> {
         })
         .collect();
     drop(store);
-    assert!(std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".zdict")), "no dictionary was trained");
+    assert!(
+        std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".zdict")),
+        "no dictionary was trained"
+    );
     events
+}
+
+/// The sample store with a checkpoint at seq 100 (written through the API), then more
+/// events after it; returns the checkpoint file.
+pub fn store_with_checkpoint(dir: &Path) -> PathBuf {
+    let store = Store::open(dir, small_segments()).unwrap();
+    store.append(NewEvent::create("Contact", "c0", json!({"n": 0}))).unwrap();
+    for i in 1..100 {
+        store.append(NewEvent::update("c0", json!({"n": i}))).unwrap();
+    }
+    assert_eq!(store.checkpoint().unwrap(), Some(100));
+    for i in 0..20 {
+        store.append(NewEvent::create("Contact", format!("later_{i}"), json!({}))).unwrap();
+    }
+    drop(store);
+    dir.join("checkpoint-00000000000000000100.ckpt")
 }
 
 /// The segment files of a store, in seq order.
