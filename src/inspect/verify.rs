@@ -134,10 +134,13 @@ impl Inspector {
         report.last_seq = walked.next_seq - 1;
         report.entities = walked.index.as_ref().map_or(0, |i| i.entities.len() as u64);
         report.problems.extend(walked.problems);
-        let log = LogFacts { last_seq: report.last_seq, index: walked.index.as_ref(), frames: &frame_list };
+        let last_seq_seen = walked.segments.iter().filter(|s| s.records > 0).map(|s| s.next_seq - 1).max().unwrap_or(0);
+        let log = LogFacts { last_seq: report.last_seq, last_seq_seen, index: walked.index.as_ref(), frames: &frame_list };
         for (seq, name) in &self.listing.checkpoints {
-            if let Some(problem) = self.check_checkpoint(*seq, name, &log)? {
-                report.problems.push(problem);
+            match self.check_checkpoint(*seq, name, &log)? {
+                Some(Ok(problem)) => report.problems.push(problem),
+                Some(Err(note)) => report.notes.push(note),
+                None => {}
             }
         }
         for name in &self.listing.temporary {
@@ -151,7 +154,9 @@ impl Inspector {
 
     /// Checks one checkpoint file: its own checks (header, CRCs, body), that it fits the log
     /// the way `Store::open` requires, and its index against the one rebuilt from the log.
-    fn check_checkpoint(&self, seq: u64, name: &str, log: &LogFacts<'_>) -> Result<Option<Problem>> {
+    /// Gives a problem, or a note when damage in the log before its seq leaves nothing to
+    /// compare it with.
+    fn check_checkpoint(&self, seq: u64, name: &str, log: &LogFacts<'_>) -> Result<Option<std::result::Result<Problem, String>>> {
         let path = self.dir.join(name);
         let bytes = match self.storage.read_all(&path) {
             Ok(b) => b,
@@ -159,7 +164,7 @@ impl Inspector {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let problem = |offset: u64, reason: String| Ok(Some(Problem::new(&path, offset, reason)));
+        let problem = |offset: u64, reason: String| Ok(Some(Ok(Problem::new(&path, offset, reason))));
         let cp = match Checkpoint::decode(&bytes) {
             Ok(cp) => cp,
             Err((offset, reason)) => return problem(offset, reason),
@@ -167,8 +172,12 @@ impl Inspector {
         if cp.seq != seq {
             return problem(16, format!("checkpoint covers seq {} but its file name says {seq}", cp.seq));
         }
+        if cp.seq > log.last_seq_seen {
+            return problem(16, format!("checkpoint covers the log up to seq {}, but the log ends at seq {}", cp.seq, log.last_seq_seen));
+        }
         if cp.seq > log.last_seq {
-            return problem(16, format!("checkpoint covers the log up to seq {}, but the log ends at seq {}", cp.seq, log.last_seq));
+            let note = format!("{}: covers seqs past the damage in the log; repair moves it aside", path.display());
+            return Ok(Some(Err(note)));
         }
         if let Err((offset, reason)) = recovery::checkpoint_fits(&self.storage, &self.dir, &self.listing, &cp) {
             return problem(offset, format!("checkpoint does not fit the log: {reason}"));
@@ -182,7 +191,10 @@ impl Inspector {
 
 /// What the walk learnt about the log, to check checkpoints against.
 struct LogFacts<'a> {
+    /// The last seq of the intact prefix.
     last_seq: u64,
+    /// The last seq of any good frame, damage or not before it.
+    last_seq_seen: u64,
     index: Option<&'a EntityIndex>,
     frames: &'a [(u64, usize, u64)],
 }

@@ -125,15 +125,16 @@ pub(crate) fn entity(out: &mut Out<'_>, id: &str, at: AsOf, entity: Option<&Enti
     if json {
         return writeln!(out, "{}", entity.map_or(Value::Null, Entity::to_json));
     }
-    let when = match at {
-        AsOf::Latest => "now".to_string(),
-        AsOf::Version(v) => format!("at version {v}"),
-        AsOf::Time(t) => format!("as of {t}"),
-    };
     let Some(e) = entity else {
-        return writeln!(out, "entity {id} did not exist {when}");
+        let when = match at {
+            AsOf::Latest => String::new(),
+            AsOf::Version(v) => format!(" at version {v}"),
+            AsOf::Time(t) => format!(" as of {t}"),
+        };
+        return writeln!(out, "entity {id} does not exist{when}");
     };
-    writeln!(out, "entity {} ({}) {when}: version {}{}", e.id, e.kind, e.version, if e.deleted { ", deleted" } else { "" })?;
+    let when = if let AsOf::Time(t) = at { format!(" as of {t}") } else { String::new() };
+    writeln!(out, "entity {} ({}) version {}{}{when}", e.id, e.kind, e.version, if e.deleted { ", deleted" } else { "" })?;
     writeln!(out, "created {}, last changed {}", e.created_at, e.updated_at)?;
     let state = serde_json::to_string_pretty(&Value::Object(e.state.clone())).map_err(io::Error::other)?;
     writeln!(out, "{state}")

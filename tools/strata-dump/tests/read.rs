@@ -168,11 +168,13 @@ fn entity_state_as_of_a_version_or_a_time_and_its_history() {
     assert_eq!(seqs(&json_lines(&upto)), [1, 2]);
 
     let text = stdout(&dump_dir("entity", dir.path(), &["contact_1", "--version", "2"]));
-    assert!(text.starts_with("entity contact_1 (Contact) at version 2: version 2\n"), "{text}");
+    assert!(text.starts_with("entity contact_1 (Contact) version 2\n"), "{text}");
+    let then = stdout(&dump_dir("entity", dir.path(), &["contact_1", "--as-of", &at]));
+    assert!(then.starts_with(&format!("entity contact_1 (Contact) version 2 as of {at}\n")), "{then}");
     assert!(text.contains("\"stage\": \"Qualified\""), "{text}");
     let missing = dump_dir("entity", dir.path(), &["nobody"]);
     assert_exit(&missing, 0);
-    assert_eq!(stdout(&missing), "entity nobody did not exist now\n");
+    assert_eq!(stdout(&missing), "entity nobody does not exist\n");
 }
 
 #[test]
