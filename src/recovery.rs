@@ -397,24 +397,37 @@ pub(crate) fn checkpoint_fits(
     }
 }
 
+/// Names for salvage files. A salvage file is never overwritten: `{base}.salvaged`, or
+/// `{base}.{n}.salvaged` when that is taken (a second cut of the same file).
+pub(crate) struct SalvageNames(std::collections::HashSet<String>);
+
+impl SalvageNames {
+    /// The names already taken in `dir`.
+    pub(crate) fn new(storage: &dyn Storage, dir: &Path) -> Result<Self> {
+        Ok(SalvageNames(storage.list_dir(dir).map_err(|e| Error::io(dir, e))?.into_iter().collect()))
+    }
+
+    /// A free name for the salvage of `base`, taken from now on.
+    pub(crate) fn next(&mut self, base: &str) -> String {
+        let mut name = format!("{base}.salvaged");
+        let mut n = 1;
+        while self.0.contains(&name) {
+            name = format!("{base}.{n}.salvaged");
+            n += 1;
+        }
+        self.0.insert(name.clone());
+        name
+    }
+}
+
 /// Cuts the log at `damage`: the bytes from the damaged offset on and every later segment
 /// are moved into `*.salvaged` files next to the store (or, for a torn tail, dropped).
 /// Returns the salvage files written.
 pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, damage: &Damage, keep_aside: bool) -> Result<Vec<PathBuf>> {
     let mut moved = Vec::new();
     let io = |p: &Path, e| Error::io(p, e);
-    let mut taken: std::collections::HashSet<String> = storage.list_dir(dir).map_err(|e| io(dir, e))?.into_iter().collect();
-    // A salvage file is never overwritten: a second cut of the same file gets a new name.
-    let mut aside = |base: String| -> PathBuf {
-        let mut name = format!("{base}.salvaged");
-        let mut n = 1;
-        while taken.contains(&name) {
-            name = format!("{base}.{n}.salvaged");
-            n += 1;
-        }
-        taken.insert(name.clone());
-        dir.join(name)
-    };
+    let mut names = SalvageNames::new(storage.as_ref(), dir)?;
+    let mut aside = |base: String| -> PathBuf { dir.join(names.next(&base)) };
     let file_name = |p: &Path| p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     for (_, name) in listing.segments.iter().skip(damage.segment + 1) {
         let from = dir.join(name);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::format;
 use crate::frame::FrameHeader;
-use crate::recovery::{self, Damage};
+use crate::recovery::{self, Damage, SalvageNames};
 use crate::segment::{self, FrameScan, SEGMENT_HEADER_BYTES, SegmentHeader};
 use crate::storage::{FsStorage, Storage};
 
@@ -116,6 +116,7 @@ pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
     let dicts = recovery::load_dictionaries(storage.as_ref(), dir, &listing)?;
     let mut report = RepairReport { dry_run, damage: None, kept_to_seq: 0, first_lost_seq: None, cut: Vec::new() };
     let mut cuts = 0;
+    let mut salvage_names: Option<SalvageNames> = None;
     loop {
         let listing = recovery::list(storage.as_ref(), dir)?;
         // A full replay, ignoring checkpoints: every frame is checked.
@@ -130,30 +131,43 @@ pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
             report.damage =
                 Some(Problem { torn_tail: damage.torn_tail, ..Problem::new(&damage.path, damage.offset, damage.reason.clone()) });
         }
-        report.cut.extend(plan_cut(storage.as_ref(), dir, &listing.segments, &damage)?);
+        // Named as the cut will name them; a dry run goes on naming its predicted cuts.
+        let names = salvage_names.get_or_insert(SalvageNames::new(storage.as_ref(), dir)?);
+        report.cut.extend(plan_cut(storage.as_ref(), dir, &listing.segments, &damage, names)?);
         if dry_run {
-            let (follow_up, kept_to_seq) = after_cut(storage.as_ref(), dir, &listing.segments, &damage)?;
+            let (follow_up, kept_to_seq) = after_cut(storage.as_ref(), dir, &listing.segments, &damage, names)?;
             report.cut.extend(follow_up);
             report.kept_to_seq = kept_to_seq;
             break;
         }
         recovery::cut(&storage, dir, &listing, &damage, true)?;
+        salvage_names = None;
         cuts += 1;
     }
     if report.damage.is_some() {
         report.first_lost_seq = Some(report.kept_to_seq + 1);
-        move_stale_checkpoints(storage.as_ref(), dir, &listing, &mut report)?;
+        let mut names = match salvage_names {
+            Some(n) => n,
+            None => SalvageNames::new(storage.as_ref(), dir)?,
+        };
+        move_stale_checkpoints(storage.as_ref(), dir, &listing, &mut names, &mut report)?;
     }
     Ok(report)
 }
 
 /// Checkpoints that cover seqs the log no longer holds describe a log that is gone: they are
 /// moved aside (open would skip them; verify would report them).
-fn move_stale_checkpoints(storage: &dyn Storage, dir: &Path, listing: &recovery::Listing, report: &mut RepairReport) -> Result<()> {
+fn move_stale_checkpoints(
+    storage: &dyn Storage,
+    dir: &Path,
+    listing: &recovery::Listing,
+    names: &mut SalvageNames,
+    report: &mut RepairReport,
+) -> Result<()> {
     for (seq, name) in listing.checkpoints.iter().filter(|(seq, _)| *seq > report.kept_to_seq) {
         let file = dir.join(name);
         let bytes = storage.read_all(&file).map_err(|e| Error::io(&file, e))?.len() as u64;
-        let moved_to = dir.join(format!("{name}.salvaged"));
+        let moved_to = dir.join(names.next(name));
         if !report.dry_run {
             storage.rename(&file, &moved_to).map_err(|e| Error::io(&file, e))?;
         }
@@ -168,7 +182,13 @@ fn move_stale_checkpoints(storage: &dyn Storage, dir: &Path, listing: &recovery:
 /// For a dry run: what the next pass would cut once `damage` is cut, and the last seq then
 /// kept. Cutting makes the damaged segment the last one; whatever follows its last good
 /// frame (what is left of a damaged trailer) reads as a torn tail and is cut next.
-fn after_cut(storage: &dyn Storage, dir: &Path, segments: &[(u64, String)], damage: &Damage) -> Result<(Option<CutPiece>, u64)> {
+fn after_cut(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[(u64, String)],
+    damage: &Damage,
+    names: &mut SalvageNames,
+) -> Result<(Option<CutPiece>, u64)> {
     let (_, name) = &segments[damage.segment];
     let file = dir.join(name);
     let bytes = storage.read_all(&file).map_err(|e| Error::io(&file, e))?;
@@ -192,26 +212,36 @@ fn after_cut(storage: &dyn Storage, dir: &Path, segments: &[(u64, String)], dama
         from_offset: stop,
         bytes: prefix.len() as u64 - stop,
         readable_seqs: readable_seqs(prefix, header.salt, stop as usize, next_seq, true),
-        moved_to: dir.join(format!("{name}.{stop}.salvaged")),
+        moved_to: dir.join(names.next(&format!("{name}.{stop}"))),
     };
     Ok((Some(piece), next_seq - 1))
 }
 
 /// What `recovery::cut` will move for `damage`, with the seqs still readable in each piece.
-fn plan_cut(storage: &dyn Storage, dir: &Path, segments: &[(u64, String)], damage: &Damage) -> Result<Vec<CutPiece>> {
+fn plan_cut(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[(u64, String)],
+    damage: &Damage,
+    names: &mut SalvageNames,
+) -> Result<Vec<CutPiece>> {
     let mut pieces = Vec::new();
     for (i, (_, name)) in segments.iter().enumerate().skip(damage.segment) {
         let file = dir.join(name);
         let bytes = storage.read_all(&file).map_err(|e| Error::io(&file, e))?;
         let header = SegmentHeader::parse(&bytes).ok();
-        let (from_offset, moved_to) = match i == damage.segment && damage.offset >= SEGMENT_HEADER_BYTES as u64 {
-            true => (damage.offset.min(bytes.len() as u64), dir.join(format!("{name}.{}.salvaged", damage.offset))),
-            false => (0, dir.join(format!("{name}.salvaged"))),
+        let from_offset = match i == damage.segment && damage.offset >= SEGMENT_HEADER_BYTES as u64 {
+            true => damage.offset.min(bytes.len() as u64),
+            false => 0,
         };
         let len = bytes.len() as u64 - from_offset;
         if len == 0 && from_offset > 0 {
             continue; // nothing after the offset: the cut only drops later segments
         }
+        let moved_to = dir.join(match from_offset {
+            0 => names.next(name),
+            at => names.next(&format!("{name}.{at}")),
+        });
         let readable_seqs = header.and_then(|h| {
             let (start, min_seq) = match from_offset {
                 0 => (SEGMENT_HEADER_BYTES, h.base_seq),

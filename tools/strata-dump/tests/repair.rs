@@ -23,6 +23,10 @@ fn dry_run_prints_the_cut_and_changes_no_byte() {
     let dir = tempfile::tempdir().unwrap();
     sample_store(dir.path());
     let bad = damage_first_segment(dir.path());
+    // A salvage file left by an earlier repair is never overwritten.
+    let second = segment_files(dir.path())[1].file_name().unwrap().to_str().unwrap().to_string();
+    let leftover = dir.path().join(format!("{second}.salvaged"));
+    std::fs::write(&leftover, b"from an earlier repair").unwrap();
     let before = snapshot(dir.path());
     let o = dump_dir("repair", dir.path(), &["--dry-run"]);
     assert_exit(&o, 0);
@@ -35,11 +39,14 @@ fn dry_run_prints_the_cut_and_changes_no_byte() {
         let len = std::fs::metadata(later).unwrap().len();
         assert!(text.contains(&format!("would cut {} whole file: {len} bytes", later.display())), "{text}");
     }
+    assert!(text.contains(&format!("-> {}.1.salvaged\n", files[1].display())), "{text}");
     assert!(text.ends_with("dry run: nothing was changed\n"), "{text}");
     // The same report as the real repair, word for word but for the verb.
     let real = dump_dir("repair", dir.path(), &[]);
     assert_exit(&real, 0);
     assert_eq!(stdout(&real), text.replace("would cut", "cut").replace("dry run: nothing was changed", "repaired: the store opens again"));
+    assert_eq!(std::fs::read(&leftover).unwrap(), b"from an earlier repair");
+    assert!(dir.path().join(format!("{second}.1.salvaged")).exists());
 }
 
 #[test]
@@ -123,7 +130,7 @@ fn repair_moves_a_segment_with_a_bad_header_aside_whole() {
     assert_exit(&o, 0);
     assert!(stdout(&o).contains(&format!("cut {} whole file", second.display())), "{}", stdout(&o));
     assert!(dir.path().join(format!("{}.salvaged", second.file_name().unwrap().to_str().unwrap())).exists());
-    assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 83);
+    assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), base_of(&second) - 1);
 }
 
 /// Regressions (random_bit_flips seeds 1795318811578846689 and 1795318973988482925): a
@@ -139,6 +146,7 @@ fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
         let dir = tempfile::tempdir().unwrap();
         sample_store(dir.path());
         let first = segment_files(dir.path())[0].clone();
+        let kept = base_of(&segment_files(dir.path())[1]) - 1;
         let len = std::fs::metadata(&first).unwrap().len();
         let index_offset = {
             let bytes = std::fs::read(&first).unwrap();
@@ -156,7 +164,7 @@ fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
         assert!(stdout(&o).starts_with(&format!("{}: offset {damage_at}: {reason}\n", first.display())), "{}", stdout(&o));
         if recovery_by_open {
             let salvage = Options { recovery: strata::Recovery::SalvagePrefix, ..Options::default() };
-            assert_eq!(Store::open(dir.path(), salvage).unwrap().last_seq(), 83);
+            assert_eq!(Store::open(dir.path(), salvage).unwrap().last_seq(), kept);
         } else {
             let dry = dump_dir("repair", dir.path(), &["--dry-run"]);
             let o = dump_dir("repair", dir.path(), &[]);
@@ -166,13 +174,13 @@ fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
                 text.contains(&format!("cut {} from offset {index_offset}: {} bytes", first.display(), damage_at - index_offset)),
                 "{text}"
             );
-            assert!(text.contains("keeps seqs 1..=83; first seq lost: 84\n"), "{text}");
+            assert!(text.contains(&format!("keeps seqs 1..={kept}; first seq lost: {}\n", kept + 1)), "{text}");
             assert_eq!(
                 stdout(&dry).replace("would cut", "cut").replace("dry run: nothing was changed", "repaired: the store opens again"),
                 text
             );
         }
-        assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 83);
+        assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), kept);
         assert_exit(&dump_dir("verify", dir.path(), &[]), 0);
     }
 }

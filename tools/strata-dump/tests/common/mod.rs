@@ -109,6 +109,11 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The seq a segment file starts at, from its name.
+pub fn base_of(segment: &Path) -> u64 {
+    segment.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
 /// Every file of a directory with its bytes, sorted by name.
 pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
