@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::event::{Event, StoreId};
 use crate::format;
 use crate::segment::{self, FrameScan, SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
-use crate::segment_set;
 
 /// Follows the log of a store: each [`poll`](Follower::poll) hands over the events
 /// committed since the previous one.
@@ -148,22 +147,14 @@ impl Follower {
                 };
                 if let Some(each) = each.as_mut().filter(|_| frame.header.next_seq() > self.first_seq) {
                     let decoded = self.inspector.decode(&self.path, &frame, header.salt).map_err(Problem::into_error)?;
-                    let store = StoreId(header.store_id);
-                    let mut failed = None;
-                    decoded
-                        .for_each_record(|seq, rec| {
-                            if seq < self.first_seq {
-                                return Ok(());
-                            }
-                            let ev = segment_set::to_event(&rec, seq, frame.header.base_seq, store)?;
-                            count += 1;
-                            each(ev).map_err(|e| {
-                                let text = e.to_string();
-                                failed = Some(e);
-                                text
-                            })
-                        })
-                        .map_err(|r| failed.take().unwrap_or_else(|| Error::corruption(&self.path, frame.offset, r)))?;
+                    let first_seq = self.first_seq;
+                    Inspector::frame_events(&self.path, &frame, StoreId(header.store_id), &decoded, &mut |ev| {
+                        if ev.seq < first_seq {
+                            return Ok(());
+                        }
+                        count += 1;
+                        each(ev)
+                    })?;
                 }
                 self.offset = frame.offset + u64::from(frame.header.len);
                 self.next_seq = frame.header.next_seq();

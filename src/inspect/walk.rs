@@ -490,20 +490,28 @@ impl Inspector {
         Ok(decoded)
     }
 
-    /// The events of one decoded frame, as the API returns them.
-    pub(super) fn frame_events(v: &Visit<'_>, decoded: &DecodedFrame, each: &mut dyn FnMut(Event) -> Result<()>) -> Result<()> {
-        let base = v.frame.header.base_seq;
+    /// The events of one decoded frame (from `path` at `frame.offset`, written by `store`),
+    /// as the API returns them.
+    pub(super) fn frame_events(
+        path: &Path,
+        frame: &ScannedFrame<'_>,
+        store: StoreId,
+        decoded: &DecodedFrame,
+        each: &mut dyn FnMut(Event) -> Result<()>,
+    ) -> Result<()> {
+        let base = frame.header.base_seq;
+        // `for_each_record` carries errors as text: keep the caller's own error whole.
         let mut failed = None;
         decoded
             .for_each_record(|seq, rec| {
-                let ev = segment_set::to_event(&rec, seq, base, v.store)?;
+                let ev = segment_set::to_event(&rec, seq, base, store)?;
                 each(ev).map_err(|e| {
                     let text = e.to_string();
                     failed = Some(e);
                     text
                 })
             })
-            .map_err(|r| failed.take().unwrap_or_else(|| Error::corruption(v.path, v.frame.offset, r)))
+            .map_err(|r| failed.take().unwrap_or_else(|| Error::corruption(path, frame.offset, r)))
     }
 
     /// Every segment with what it holds, and the damage met (a torn tail included).
@@ -560,7 +568,7 @@ impl Inspector {
             }
             let decoded = self.decode(v.path, v.frame, v.salt).map_err(Problem::into_error)?;
             let mut flow = ControlFlow::Continue(());
-            Self::frame_events(v, &decoded, &mut |ev| {
+            Self::frame_events(v.path, v.frame, v.store, &decoded, &mut |ev| {
                 if flow.is_continue() && ev.seq <= to_seq && query.matches(&ev) {
                     flow = each(ev)?;
                     sent += 1;
