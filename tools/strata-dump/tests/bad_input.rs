@@ -154,6 +154,6 @@ fn random_bit_flips_never_crash_any_command() {
         }
         // Otherwise repair always leaves a store that opens.
         assert_exit(&dump_dir("repair", dir.path(), &[]), 0);
-        strata::Store::open(dir.path(), strata::Options::default()).unwrap_or_else(|e| panic!("seed {seed} round {round}: {e}"));
+        open_store(dir.path(), strata::Options::default()).unwrap_or_else(|e| panic!("seed {seed} round {round}: {e}"));
     }
 }

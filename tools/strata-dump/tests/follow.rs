@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-use strata::{NewEvent, Store};
+use strata::NewEvent;
 
 const WRITER_DIR: &str = "STRATA_DUMP_TEST_WRITER_DIR";
 const WRITER_COUNT: &str = "STRATA_DUMP_TEST_WRITER_COUNT";
@@ -24,7 +24,7 @@ const WRITER_COUNT: &str = "STRATA_DUMP_TEST_WRITER_COUNT";
 fn writer_process() {
     let dir = std::env::var(WRITER_DIR).expect("run by the follow tests");
     let count: u64 = std::env::var(WRITER_COUNT).unwrap().parse().unwrap();
-    let store = Store::open(&dir, small_segments()).unwrap();
+    let store = open_store(Path::new(&dir), small_segments()).unwrap();
     for i in 0..count {
         store.append(NewEvent::create("Ticket", format!("ticket_{i}"), json!({"n": i, "text": "y".repeat(40)})).actor("writer")).unwrap();
         std::thread::sleep(Duration::from_millis(2));

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use serde_json::{Value, json};
-use strata::{Event, NewEvent, Options, Store};
+use strata::{Event, NewEvent, Options};
 
 fn records(dir: &std::path::Path, rest: &[&str]) -> Vec<Value> {
     let mut args = vec!["--json"];
@@ -155,7 +155,7 @@ fn entity_state_as_of_a_version_or_a_time_and_its_history() {
         assert_exit(&o, 0);
         serde_json::from_str::<Value>(stdout(&o).trim()).unwrap()
     };
-    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let store = open_store(dir.path(), Options::default()).unwrap();
     let now = entity(&[]);
     assert_eq!(now, store.get("contact_1").unwrap().unwrap().to_json());
     assert_eq!((now["$version"].clone(), now["$deleted"].clone(), now["stage"].clone()), (json!(3), json!(true), json!("Qualified")));
@@ -296,7 +296,7 @@ fn hexdump_rejects_offsets_outside_the_frames() {
 fn read_commands_run_beside_a_live_writer() {
     let dir = tempfile::tempdir().unwrap();
     sample_store(dir.path());
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = open_store(dir.path(), small_segments()).unwrap();
     store.append(NewEvent::create("Contact", "contact_2", json!({}))).unwrap();
     store.sync().unwrap();
     assert_eq!(records(dir.path(), &["--from-seq", "154"]).len(), 1);

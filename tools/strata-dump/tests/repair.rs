@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::json;
-use strata::{NewEvent, Options, Store};
+use strata::{NewEvent, Options};
 
 /// Damages the middle frame of the first (sealed) segment; returns its offset.
 fn damage_first_segment(dir: &Path) -> u64 {
@@ -57,7 +57,7 @@ fn repair_keeps_the_prefix_moves_the_rest_aside_and_the_store_opens() {
     let files = segment_files(dir.path());
     let before = snapshot(dir.path());
     let original = |name: &str| before.iter().find(|(n, _)| n == name).unwrap().1.clone();
-    assert!(Store::open(dir.path(), Options::default()).is_err(), "the damage should stop open");
+    assert!(open_store(dir.path(), Options::default()).is_err(), "the damage should stop open");
 
     let o = dump_dir("repair", dir.path(), &[]);
     assert_exit(&o, 0);
@@ -76,7 +76,7 @@ fn repair_keeps_the_prefix_moves_the_rest_aside_and_the_store_opens() {
         assert_eq!(std::fs::read(dir.path().join(format!("{name}.salvaged"))).unwrap(), original(name));
     }
 
-    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let store = open_store(dir.path(), Options::default()).unwrap();
     let kept = store.last_seq();
     let report_line = format!("keeps seqs 1..={kept}; first seq lost: {}\n", kept + 1);
     assert!(text.contains(&report_line), "{text}");
@@ -103,14 +103,14 @@ fn repair_of_a_torn_tail_keeps_its_bytes_aside() {
     assert!(stdout(&o).contains(&format!("{} bytes (no readable frames)", cut_at - last)), "{}", stdout(&o));
     let name = active.file_name().unwrap().to_str().unwrap();
     assert_eq!(std::fs::read(dir.path().join(format!("{name}.{last}.salvaged"))).unwrap(), torn);
-    assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 152);
+    assert_eq!(open_store(dir.path(), Options::default()).unwrap().last_seq(), 152);
 }
 
 #[test]
 fn repair_refuses_while_a_writer_has_the_store_open() {
     let dir = tempfile::tempdir().unwrap();
     sample_store(dir.path());
-    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let store = open_store(dir.path(), Options::default()).unwrap();
     for args in [&[][..], &["--dry-run"][..]] {
         let o = dump_dir("repair", dir.path(), args);
         assert_exit(&o, 2);
@@ -130,7 +130,7 @@ fn repair_moves_a_segment_with_a_bad_header_aside_whole() {
     assert_exit(&o, 0);
     assert!(stdout(&o).contains(&format!("cut {} whole file", second.display())), "{}", stdout(&o));
     assert!(dir.path().join(format!("{}.salvaged", second.file_name().unwrap().to_str().unwrap())).exists());
-    assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), base_of(&second) - 1);
+    assert_eq!(open_store(dir.path(), Options::default()).unwrap().last_seq(), base_of(&second) - 1);
 }
 
 /// Regressions (random_bit_flips seeds 1795318811578846689 and 1795318973988482925): a
@@ -164,7 +164,7 @@ fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
         assert!(stdout(&o).starts_with(&format!("{}: offset {damage_at}: {reason}\n", first.display())), "{}", stdout(&o));
         if recovery_by_open {
             let salvage = Options { recovery: strata::Recovery::SalvagePrefix, ..Options::default() };
-            assert_eq!(Store::open(dir.path(), salvage).unwrap().last_seq(), kept);
+            assert_eq!(open_store(dir.path(), salvage).unwrap().last_seq(), kept);
         } else {
             let dry = dump_dir("repair", dir.path(), &["--dry-run"]);
             let o = dump_dir("repair", dir.path(), &[]);
@@ -180,7 +180,7 @@ fn damaged_trailer_of_a_sealed_segment_is_cut_whole_and_the_store_opens() {
                 text
             );
         }
-        assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), kept);
+        assert_eq!(open_store(dir.path(), Options::default()).unwrap().last_seq(), kept);
         assert_exit(&dump_dir("verify", dir.path(), &[]), 0);
     }
 }
@@ -203,6 +203,6 @@ fn repair_moves_checkpoints_of_the_cut_log_aside() {
     let o = dump_dir("repair", dir.path(), &[]);
     assert_exit(&o, 0);
     assert!(!ckpt.exists() && PathBuf::from(format!("{}.salvaged", ckpt.display())).exists());
-    assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 10);
+    assert_eq!(open_store(dir.path(), Options::default()).unwrap().last_seq(), 10);
     assert_exit(&dump_dir("verify", dir.path(), &[]), 0);
 }

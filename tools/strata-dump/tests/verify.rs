@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::{Value, json};
-use strata::{Error, Options, Store};
+use strata::{Error, Options};
 
 fn verify_json(dir: &Path) -> (i32, Value) {
     let o = dump_dir("verify", dir, &["--json"]);
@@ -17,7 +17,7 @@ fn verify_json(dir: &Path) -> (i32, Value) {
 
 /// The file and offset `Store::open` (strict, so that a torn tail is an error too) fails with.
 fn open_error(dir: &Path) -> (PathBuf, u64) {
-    match Store::open(dir, Options { recovery: strata::Recovery::Strict, ..Options::default() }) {
+    match open_store(dir, Options { recovery: strata::Recovery::Strict, ..Options::default() }) {
         Err(Error::Corruption { path, offset, .. }) => (path, offset),
         other => panic!("open of {} should fail with corruption, got {other:?}", dir.display()),
     }
@@ -190,7 +190,7 @@ fn broken_checkpoint_is_reported_with_file_and_offset() {
         assert_eq!(first_problem(&report), (ckpt.clone(), offset), "{what}: {report}");
         assert!(report["problems"][0]["reason"].as_str().unwrap().contains(reason), "{what}: {report}");
         // A checkpoint is a cache: the store still opens, from the log.
-        assert_eq!(Store::open(dir.path(), Options::default()).unwrap().last_seq(), 120, "{what}");
+        assert_eq!(open_store(dir.path(), Options::default()).unwrap().last_seq(), 120, "{what}");
     }
 }
 
@@ -200,7 +200,7 @@ fn checkpoint_of_another_log_is_reported() {
     store_with_checkpoint(dir.path());
     // A checkpoint that claims more of the log than there is, under its own name.
     let other = tempfile::tempdir().unwrap();
-    let store = Store::open(other.path(), Options::default()).unwrap();
+    let store = open_store(other.path(), Options::default()).unwrap();
     for i in 0..130 {
         store.append(strata::NewEvent::create("K", format!("e{i}"), json!({}))).unwrap();
     }

@@ -4,9 +4,24 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use strata::{Durability, NewEvent, Options, Store};
+
+/// Opens a store in this process. A writer lock just released can still be held for an
+/// instant by a child process that another test thread is starting (the child inherits the
+/// lock's file descriptor until it execs), so `Locked`, and nothing else, is retried for a
+/// moment.
+pub fn open_store(dir: &Path, options: Options) -> strata::Result<Store> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Store::open(dir, options.clone()) {
+            Err(strata::Error::Locked { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            other => return other,
+        }
+    }
+}
 
 /// Runs strata-dump with `args`.
 pub fn dump(args: &[&str]) -> Output {
@@ -51,7 +66,7 @@ pub fn small_segments() -> Options {
 /// - seqs 53..=152: Deal.Updated on deal_{i % 50}, no actor
 /// - seq 153: Contact.Deleted contact_1 with metadata {"reason": "test"}
 pub fn sample_store(dir: &Path) -> Vec<strata::Event> {
-    let store = Store::open(dir, small_segments()).unwrap();
+    let store = open_store(dir, small_segments()).unwrap();
     let mut events = Vec::new();
     events
         .push(store.append(NewEvent::create("Contact", "contact_1", json!({"name": "Alice", "stage": "Lead"})).actor("agent_1")).unwrap());
@@ -70,7 +85,7 @@ pub fn sample_store(dir: &Path) -> Vec<strata::Event> {
 /// A store of 400 events with enough bytes for the writer to train a zstd dictionary (it
 /// samples the first frames), and events after it that use it.
 pub fn store_with_dictionary(dir: &Path) -> Vec<strata::Event> {
-    let store = Store::open(dir, Options { durability: Durability::Never, ..Options::default() }).unwrap();
+    let store = open_store(dir, Options { durability: Durability::Never, ..Options::default() }).unwrap();
     let events = (0..400)
         .map(|i| {
             let data = json!({"name": format!("customer {i}"), "email": format!("c{i}@example.com"), "notes": "lorem ipsum dolor sit amet ".repeat(10), "n": i});
@@ -88,7 +103,7 @@ pub fn store_with_dictionary(dir: &Path) -> Vec<strata::Event> {
 /// The sample store with a checkpoint at seq 100 (written through the API), then more
 /// events after it; returns the checkpoint file.
 pub fn store_with_checkpoint(dir: &Path) -> PathBuf {
-    let store = Store::open(dir, small_segments()).unwrap();
+    let store = open_store(dir, small_segments()).unwrap();
     store.append(NewEvent::create("Contact", "c0", json!({"n": 0}))).unwrap();
     for i in 1..100 {
         store.append(NewEvent::update("c0", json!({"n": i}))).unwrap();
