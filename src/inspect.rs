@@ -150,7 +150,8 @@ impl fmt::Debug for Inspector {
 
 impl Inspector {
     /// Opens the store in `dir` for inspection: [`Error::NotAStore`] when it holds no
-    /// segment files, [`Error::Io`] when it cannot be listed.
+    /// segment files or none of them carries strata's magic number, [`Error::Io`] when it
+    /// cannot be listed.
     ///
     /// ```
     /// use strata::{NewEvent, Options, Store};
@@ -177,7 +178,7 @@ impl Inspector {
     pub fn open_with_storage(dir: impl AsRef<Path>, storage: Arc<dyn Storage>) -> Result<Inspector> {
         let dir = dir.as_ref().to_path_buf();
         let listing = recovery::list(storage.as_ref(), &dir)?;
-        check_is_store(&dir, &listing)?;
+        check_is_store(storage.as_ref(), &dir, &listing)?;
         let dicts = Dictionaries::default();
         let mut dictionary_problems = Vec::new();
         for (id, name) in &listing.dictionaries {
@@ -235,11 +236,11 @@ impl Inspector {
     }
 }
 
-/// A directory without segment files is not a store (for inspection: `Store::open` would
-/// create one in an empty directory).
-fn check_is_store(dir: &Path, listing: &Listing) -> Result<()> {
+/// A directory without segment files is not a store for inspection (`Store::open` would
+/// create one in an empty directory); otherwise the store test is recovery's.
+fn check_is_store(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<()> {
     if !listing.segments.is_empty() {
-        return Ok(());
+        return recovery::check_is_store(storage, dir, listing);
     }
     let reason = match listing.foreign.is_empty() {
         true => "it holds no strata segment files".to_string(),

@@ -107,7 +107,7 @@ fn is_own_temporary(name: &str) -> bool {
 /// Refuses a directory that is not a strata store before anything in it is touched (the
 /// lock file is created and temporary files are removed only in a store): a directory
 /// with other files and no segments, or whose segment files none carry strata's magic.
-fn check_is_store(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<()> {
+pub(crate) fn check_is_store(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<()> {
     if listing.segments.is_empty() {
         if listing.foreign.is_empty() {
             return Ok(());

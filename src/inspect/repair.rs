@@ -103,7 +103,7 @@ pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
     let dir = dir.as_ref();
     let storage: Arc<dyn Storage> = Arc::new(FsStorage);
     let listing = recovery::list(storage.as_ref(), dir)?;
-    super::check_is_store(dir, &listing)?;
+    super::check_is_store(storage.as_ref(), dir, &listing)?;
     // A dry run takes the lock too (a lock changes no byte) when the lock file exists, so
     // that it refuses where the real repair would; it never creates the file.
     let names = storage.list_dir(dir).map_err(|e| Error::io(dir, e))?;
