@@ -238,7 +238,6 @@ impl<'a> FrameScan<'a> {
     }
 
     /// The offset just after the last good frame.
-    #[allow(dead_code)] // Used by the inspection tool's scanners.
     pub fn position(&self) -> u64 {
         self.pos as u64
     }
