@@ -560,6 +560,8 @@ fn finish_open(
         view: RwLock::new(view),
         writer: Mutex::new(writer),
         queue: Mutex::new(Vec::new()),
+        committed: parking_lot::Condvar::new(),
+        appenders: std::sync::atomic::AtomicUsize::new(0),
         validators: RwLock::new(Default::default()),
         checkpointing: Mutex::new(()),
         background: Mutex::new(None),

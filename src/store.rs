@@ -37,6 +37,10 @@ pub(crate) struct Shared {
     pub(crate) view: RwLock<View>,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) queue: Mutex<Vec<Pending>>,
+    /// Signalled (under `queue`) when a leader has committed a group.
+    pub(crate) committed: parking_lot::Condvar,
+    /// Threads inside `append`/`append_batch` right now.
+    pub(crate) appenders: std::sync::atomic::AtomicUsize,
     pub(crate) validators: RwLock<Validators>,
     /// Held while a checkpoint is written (one at a time).
     pub(crate) checkpointing: Mutex<()>,

@@ -107,21 +107,53 @@ pub(crate) struct Pending {
 pub(crate) fn submit(shared: &Arc<Shared>, batch: Vec<NewEvent>) -> Outcome {
     let slot = Arc::new(Mutex::new(None));
     shared.queue.lock().push(Pending { batch, slot: slot.clone() });
-    let mut writer = shared.writer.lock();
-    if let Some(outcome) = slot.lock().take() {
-        return outcome;
+    shared.appenders.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let outcome = lead_or_follow(shared, &slot);
+    shared.appenders.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    outcome
+}
+
+/// Waits for `slot`'s outcome, committing groups whenever this thread gets the writer lock.
+fn lead_or_follow(shared: &Arc<Shared>, slot: &Mutex<Option<Outcome>>) -> Outcome {
+    loop {
+        if let Some(outcome) = slot.lock().take() {
+            return outcome;
+        }
+        // Whoever gets the writer lock leads: it commits every batch queued at that moment.
+        if let Some(mut writer) = shared.writer.try_lock() {
+            // With other appenders around, let those just woken by the previous group's commit
+            // queue their next batch first: on few cores this turns many one-batch groups
+            // into one group. A lone appender does not pay for it.
+            if shared.appenders.load(std::sync::atomic::Ordering::Relaxed) > 1 {
+                std::thread::yield_now();
+            }
+            let group = std::mem::take(&mut *shared.queue.lock());
+            if group.is_empty() {
+                continue;
+            }
+            writer.commit_group(shared, group);
+            let o = &shared.options;
+            let checkpoint_due = (o.checkpoint_every_events > 0 && writer.events_since_checkpoint >= o.checkpoint_every_events)
+                || (o.checkpoint_every_bytes > 0 && writer.bytes_since_checkpoint >= o.checkpoint_every_bytes);
+            drop(writer);
+            // Followers wait for this signal, not for the writer lock: a follower whose batch
+            // was in this group returns now instead of queueing behind the next group's fsync.
+            let _queue = shared.queue.lock();
+            shared.committed.notify_all();
+            drop(_queue);
+            if checkpoint_due {
+                shared.start_background_checkpoint();
+            }
+            continue;
+        }
+        let mut queue = shared.queue.lock();
+        if slot.lock().is_some() || !shared.writer.is_locked() {
+            continue;
+        }
+        // The timeout covers the writer lock being released by someone other than a leader
+        // (sync, checkpoint, the interval flusher), who does not signal.
+        shared.committed.wait_for(&mut queue, std::time::Duration::from_millis(2));
     }
-    let group = std::mem::take(&mut *shared.queue.lock());
-    writer.commit_group(shared, group);
-    let o = &shared.options;
-    let checkpoint_due = (o.checkpoint_every_events > 0 && writer.events_since_checkpoint >= o.checkpoint_every_events)
-        || (o.checkpoint_every_bytes > 0 && writer.bytes_since_checkpoint >= o.checkpoint_every_bytes);
-    drop(writer);
-    if checkpoint_due {
-        shared.start_background_checkpoint();
-    }
-    let outcome = slot.lock().take();
-    outcome.unwrap_or_else(|| Err(Error::Poisoned { cause: "internal: a batch was lost from its commit group".into() }))
 }
 
 /// An entity as the writer sees it while checking a group: the index plus the group's own
