@@ -15,8 +15,9 @@
 //! 2. `load`: the whole workload appended durably in 1,000-event batches; then bytes on
 //!    disk, and a check of the store against the reference fold.
 //! 3. `read`: a fresh process opens the loaded store (for strata, a full replay of the
-//!    log: no checkpoint is written) and measures as-of reads, gets, full replay and its
-//!    own peak resident memory.
+//!    log: no checkpoint has been written) and measures as-of reads, gets, its own peak
+//!    resident memory so far, and full replay; then, for strata, writes a checkpoint and
+//!    measures open with it.
 //!
 //! Children print their figures as JSON lines on stdout and their progress on stderr;
 //! the parent prints the table (or the JSON lines) with each figure's ratio and target.
@@ -247,13 +248,23 @@ const SPECS: &[Spec] = &[
     Spec { figure: "get_p50_cold", label: "get p50, first read of the entity since open", targets: &[Target::AtMost(2.0)] },
     Spec { figure: "get_p50_warm", label: "get p50, entity read before", targets: &[Target::AtMost(2.0)] },
     Spec {
+        figure: "get_p50_after_checkpoint_open",
+        label: "get p50, first read after open with a checkpoint",
+        targets: &[Target::AtMost(2.0)],
+    },
+    Spec {
         figure: "full_replay",
         label: "full replay (strata: open without checkpoint)",
         targets: &[Target::RatioAtLeast(2.0), Target::AtLeast(2_000_000.0)],
     },
     Spec { figure: "open_with_checkpoint", label: "open with a checkpoint", targets: &[Target::AtMost(0.3)] },
-    Spec { figure: "peak_rss", label: "peak resident memory (open, reads, replay)", targets: &[] },
-    Spec { figure: "index_bytes_per_event", label: "index heap per event (heap growth of open)", targets: &[Target::AtMost(48.0)] },
+    Spec { figure: "peak_rss", label: "peak resident memory (open, as-of reads, gets)", targets: &[] },
+    Spec { figure: "index_bytes_per_event", label: "index memory per event (`Store::stats`)", targets: &[Target::AtMost(48.0)] },
+    Spec {
+        figure: "open_heap_bytes_per_event",
+        label: "heap growth of open without checkpoint, per event",
+        targets: &[Target::AtMost(48.0)],
+    },
 ];
 
 fn markdown_table(figures: &[Figure]) -> String {
@@ -648,12 +659,16 @@ fn strata_reads(mode: Mode, dir: &Path, report: &Report<'_>) {
     let first_open = start.elapsed();
     let heap_after = status_kib("RssAnon").unwrap_or(0);
     let events = store.last_seq();
-    let index = (heap_after.saturating_sub(heap_before) * 1024) as f64 / events as f64;
+    let heap = (heap_after.saturating_sub(heap_before) * 1024) as f64 / events as f64;
+    let stats = store.stats();
+    let index = stats.index_bytes as f64 / events as f64;
     eprintln!(
-        "  open (full replay) of {events} events: {first_open:.2?}; heap grew {} KiB = {index:.1} bytes/event",
+        "  open (full replay) of {events} events: {first_open:.2?}; heap grew {} KiB = {heap:.1} bytes/event; \
+         {stats:?} = {index:.1} index bytes/event",
         heap_after - heap_before
     );
     report("index_bytes_per_event", index, "bytes");
+    report("open_heap_bytes_per_event", heap, "bytes");
 
     measure_reads(mode, &StrataReads(&store), &ids, report);
     report_peak(report);
@@ -668,6 +683,43 @@ fn strata_reads(mode: Mode, dir: &Path, report: &Report<'_>) {
         assert_eq!(store.last_seq(), events);
     }
     report_replay(events, runs, report);
+    strata_checkpoint_open(&store_dir, &ids, report);
+}
+
+/// Writes a checkpoint of the loaded store, then opens it three times: the median open
+/// time, and gets right after such an open.
+fn strata_checkpoint_open(store_dir: &Path, ids: &[String], report: &Report<'_>) {
+    let store = Store::open(store_dir, fixture::options(Durability::Always)).expect("open strata store");
+    let start = Instant::now();
+    let covered = store.checkpoint().expect("checkpoint");
+    eprintln!("  checkpoint (covering seq {covered:?}) written in {:.2?}", start.elapsed());
+    drop(store);
+    let mut runs = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        drop(last.take());
+        let start = Instant::now();
+        let store = Store::open(store_dir, fixture::options(Durability::Always)).expect("open with a checkpoint");
+        runs.push(start.elapsed());
+        last = Some(store);
+    }
+    runs.sort();
+    eprintln!("  open with a checkpoint: runs {runs:.2?}");
+    report("open_with_checkpoint", runs[1].as_secs_f64(), "s");
+    let store = last.expect("opened");
+    let reads = StrataReads(&store);
+    let mut latencies: Vec<Duration> = ids
+        .iter()
+        .filter(|id| !id.starts_with("deep_"))
+        .map(|id| {
+            let t = Instant::now();
+            std::hint::black_box(reads.get(id));
+            t.elapsed()
+        })
+        .collect();
+    latencies.sort();
+    eprintln!("  get right after open with a checkpoint: p50 {:.2?}", percentile(&latencies, 0.5));
+    report("get_p50_after_checkpoint_open", micros(percentile(&latencies, 0.5)), "us");
 }
 
 fn sqlite_reads(mode: Mode, dir: &Path, report: &Report<'_>) {

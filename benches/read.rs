@@ -6,12 +6,14 @@
 //! entity's versions, from a fixed seed), so that the figure covers snapshot hits and
 //! the replay of up to K - 1 events after one.
 //!
-//! `find` (`Store::find(&Query)`) is not in the library yet; its bench comes with it.
+//! `find` scans every entity of a kind (rebuilding each at the query's time) and filters
+//! on its state: measured now (current states, materialized after the first scan), with
+//! a limit, and as of the log's midpoint (every entity rebuilt from snapshots and the log).
 
 mod common;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use strata::Timestamp;
+use strata::{EventQuery, Query, Timestamp};
 
 use common::fixture;
 use common::workload::{Op, SplitMix64};
@@ -48,6 +50,20 @@ fn reads(c: &mut Criterion) {
     group.bench_function("get_version/depth_1000_random_version", |b| {
         b.iter(|| store.get_version(&id, 1 + rng.below(1_000) as u64).expect("get_version"));
     });
+    group.finish();
+
+    let middle = store.events(&EventQuery::new().after_seq(store.last_seq() / 2).limit(1)).expect("event")[0].timestamp;
+    let mut group = c.benchmark_group("find");
+    group.sample_size(10);
+    let finds = [
+        ("contacts_in_stage_qualified", Query::kind("Contact").eq("stage", "qualified")),
+        ("deals_over_100000_first_10", Query::kind("Deal").gt("amount", 100_000).limit(10)),
+        ("contacts_in_stage_qualified_as_of_midpoint", Query::kind("Contact").eq("stage", "qualified").as_of(middle)),
+    ];
+    for (name, query) in &finds {
+        assert!(!store.find(query).expect("find").is_empty(), "{name} finds entities");
+        group.bench_function(*name, |b| b.iter(|| store.find(query).expect("find")));
+    }
     group.finish();
 }
 
