@@ -78,7 +78,8 @@ fn store(dir: &Path, dictionary: bool, updates: &mut Updates) -> Store {
             let event = updates.batch(1).pop().expect("one event");
             store.append(event).expect("append");
         }
-        let trained = std::fs::read_dir(dir).expect("list store").any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".zdict")));
+        let trained =
+            std::fs::read_dir(dir).expect("list store").any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".zdict")));
         assert!(trained, "a dictionary was trained");
     }
     store

@@ -135,7 +135,7 @@ struct Figure {
 
 fn run_parent(mode: Mode, as_json: bool, keep: bool) {
     let started = Instant::now();
-    let (base, _temp) = match std::env::var_os("STRATA_BENCH_DIR") {
+    let (base, temp) = match std::env::var_os("STRATA_BENCH_DIR") {
         Some(dir) => (PathBuf::from(dir), None),
         None => {
             let temp = tempfile::Builder::new().prefix("strata-compare-").tempdir().expect("create a temporary directory");
@@ -151,21 +151,24 @@ fn run_parent(mode: Mode, as_json: bool, keep: bool) {
         config.deep_depths,
         base.display()
     );
+    // Phase by phase, strata then SQLite: on a shared machine whose load drifts, the two
+    // figures of a pair are measured minutes apart at most.
     let mut figures = Vec::new();
-    for system in SYSTEMS {
-        for phase in ["append", "load", "read"] {
-            let dir = base.join(system);
+    for phase in ["append", "load", "read"] {
+        for system in SYSTEMS {
             let t = Instant::now();
-            figures.extend(spawn_child(phase, system, mode, &dir));
+            figures.extend(spawn_child(phase, system, mode, &base.join(system)));
             eprintln!("[{system}] {phase} done in {:.1?}", t.elapsed());
         }
-        if !keep {
+    }
+    if !keep {
+        for system in SYSTEMS {
             let _ = fs::remove_dir_all(base.join(system));
         }
     }
     if keep {
         eprintln!("stores kept under {}", base.display());
-    } else if let Some(temp) = _temp {
+    } else if let Some(temp) = temp {
         drop(temp);
     }
     if as_json {

@@ -65,6 +65,22 @@ fn reads(c: &mut Criterion) {
         group.bench_function(*name, |b| b.iter(|| store.find(query).expect("find")));
     }
     group.finish();
+
+    // The snapshot interval K bounds an as-of read's replay: reopened with each K (so
+    // snapshots are rebuilt lazily by the reads, as after any open without checkpoint).
+    drop(store);
+    let id = config.deep_id(2);
+    let mut group = c.benchmark_group("get_as_of_depth_10000_by_snapshot_interval");
+    for every in [4u64, 16, 64] {
+        let options = strata::Options { snapshot_every_versions: every, ..fixture::options(strata::Durability::Never) };
+        let store = strata::Store::open(dir.path(), options).expect("reopen");
+        let stamps: Vec<Timestamp> = store.history(&id).expect("history").iter().map(|e| e.timestamp).collect();
+        let mut rng = SplitMix64::new(every);
+        group.bench_with_input(BenchmarkId::from_parameter(every), &id, |b, id| {
+            b.iter(|| store.get_as_of(id, *rng.pick(&stamps)).expect("get_as_of"));
+        });
+    }
+    group.finish();
 }
 
 criterion_group! {
