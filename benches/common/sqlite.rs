@@ -59,8 +59,7 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS events_entity_ts ON events (entity, ts);
 ";
 
-const INSERT: &str =
-    "INSERT INTO events (entity, version, ts, type, actor, data) VALUES (?1, ?2, ?3, ?4, NULL, ?5)";
+const INSERT: &str = "INSERT INTO events (entity, version, ts, type, actor, data) VALUES (?1, ?2, ?3, ?4, NULL, ?5)";
 
 /// What the store remembers about an entity between appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,14 +83,8 @@ impl Clock {
     /// A clock that starts from the wall clock now, or just after `after` if that is
     /// later.
     fn seeded(after: i64) -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        Clock {
-            base_micros: wall.max(after.saturating_add(1)),
-            base: Instant::now(),
-            last: after,
-        }
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Clock { base_micros: wall.max(after.saturating_add(1)), base: Instant::now(), last: after }
     }
 
     /// The next timestamp: strictly greater than every earlier one.
@@ -125,16 +118,14 @@ impl SqliteStore {
     /// Loads every entity's latest version and the latest timestamp, so that appends
     /// continue where an earlier run stopped.
     pub fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir)
-            .map_err(|e| format!("creating store directory {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(|e| format!("creating store directory {}: {e}", dir.display()))?;
         let conn = open_connection(dir)?;
         conn.execute_batch(SCHEMA)?;
 
         let mut heads = HashMap::new();
         {
             // SQLite returns the bare column `type` from the row holding MAX(version).
-            let mut stmt =
-                conn.prepare("SELECT entity, MAX(version), type FROM events GROUP BY entity")?;
+            let mut stmt = conn.prepare("SELECT entity, MAX(version), type FROM events GROUP BY entity")?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let entity: String = row.get(0)?;
@@ -144,27 +135,15 @@ impl SqliteStore {
                 heads.insert(entity, Head { version, deleted });
             }
         }
-        let last_ts: i64 =
-            conn.query_row("SELECT COALESCE(MAX(ts), 0) FROM events", [], |r| r.get(0))?;
+        let last_ts: i64 = conn.query_row("SELECT COALESCE(MAX(ts), 0) FROM events", [], |r| r.get(0))?;
 
-        Ok(SqliteStore {
-            conn,
-            dir: dir.to_owned(),
-            shared: Arc::new(Mutex::new(Shared {
-                heads,
-                clock: Clock::seeded(last_ts),
-            })),
-        })
+        Ok(SqliteStore { conn, dir: dir.to_owned(), shared: Arc::new(Mutex::new(Shared { heads, clock: Clock::seeded(last_ts) })) })
     }
 
     /// Another connection to the same store, sharing its versions and clock: give one
     /// to each appending thread.
     pub fn connect(&self) -> Result<Self> {
-        Ok(SqliteStore {
-            conn: open_connection(&self.dir)?,
-            dir: self.dir.clone(),
-            shared: Arc::clone(&self.shared),
-        })
+        Ok(SqliteStore { conn: open_connection(&self.dir)?, dir: self.dir.clone(), shared: Arc::clone(&self.shared) })
     }
 
     /// The store's directory.
@@ -175,9 +154,7 @@ impl SqliteStore {
     /// Appends one op in its own durable transaction; returns its timestamp.
     pub fn append_one(&mut self, op: &Op) -> Result<i64> {
         let mut stamps = self.append(std::slice::from_ref(op))?;
-        stamps
-            .pop()
-            .ok_or_else(|| "append of one op stamped none".into())
+        stamps.pop().ok_or_else(|| "append of one op stamped none".into())
     }
 
     /// Appends `ops` in one durable transaction, all or nothing; returns their
@@ -189,9 +166,7 @@ impl SqliteStore {
     fn append(&mut self, ops: &[Op]) -> Result<Vec<i64>> {
         // Take SQLite's write lock first, then the shared state: everyone who holds the
         // state holds the write lock, so timestamps and versions follow commit order.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut shared = lock(&self.shared)?;
         // Heads changed by this batch, applied to the shared state only on commit.
         let mut staged: HashMap<&str, Head> = HashMap::new();
@@ -222,9 +197,7 @@ impl SqliteStore {
     /// The entity's current state: all its rows folded, or `None` if it does not exist
     /// or is deleted.
     pub fn get(&self, entity: &str) -> Result<Option<Value>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT type, data FROM events WHERE entity = ?1 ORDER BY version")?;
+        let mut stmt = self.conn.prepare_cached("SELECT type, data FROM events WHERE entity = ?1 ORDER BY version")?;
         let rows = stmt.query(params![entity])?;
         fold_rows(rows)
     }
@@ -232,9 +205,7 @@ impl SqliteStore {
     /// The entity's state as of `ts` (inclusive): the merge patches of its rows with
     /// `ts <= ts` folded in version order.
     pub fn get_as_of(&self, entity: &str, ts: i64) -> Result<Option<Value>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT type, data FROM events WHERE entity = ?1 AND ts <= ?2 ORDER BY version",
-        )?;
+        let mut stmt = self.conn.prepare_cached("SELECT type, data FROM events WHERE entity = ?1 AND ts <= ?2 ORDER BY version")?;
         let rows = stmt.query(params![entity, ts])?;
         fold_rows(rows)
     }
@@ -242,20 +213,14 @@ impl SqliteStore {
     /// The timestamps of the entity's events, in version order (for picking as-of
     /// points).
     pub fn timestamps(&self, entity: &str) -> Result<Vec<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT ts FROM events WHERE entity = ?1 ORDER BY version")?;
-        let stamps = stmt
-            .query_map(params![entity], |row| row.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        let mut stmt = self.conn.prepare_cached("SELECT ts FROM events WHERE entity = ?1 ORDER BY version")?;
+        let stamps = stmt.query_map(params![entity], |row| row.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
         Ok(stamps)
     }
 
     /// The number of stored events.
     pub fn event_count(&self) -> Result<u64> {
-        let count: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        let count: i64 = self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
         Ok(u64::try_from(count)?)
     }
 
@@ -272,9 +237,7 @@ impl SqliteStore {
     pub fn replay_states(&self) -> Result<(u64, HashMap<String, EntityState>)> {
         let mut states: HashMap<String, EntityState> = HashMap::new();
         let mut events = 0u64;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT entity, type, data FROM events ORDER BY seq")?;
+        let mut stmt = self.conn.prepare_cached("SELECT entity, type, data FROM events ORDER BY seq")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let entity = row.get_ref(0)?.as_str()?;
@@ -296,9 +259,7 @@ impl SqliteStore {
     /// Moves the WAL into the database and truncates it: `PRAGMA
     /// wal_checkpoint(TRUNCATE)`. Fails if another connection kept it from completing.
     pub fn checkpoint(&self) -> Result<()> {
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        let busy: i64 = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
         if busy != 0 {
             return Err("wal_checkpoint(TRUNCATE) could not complete: the database is busy".into());
         }
@@ -344,9 +305,7 @@ fn open_connection(dir: &Path) -> Result<Connection> {
 
 /// The shared state, or an error if a thread panicked while holding it.
 fn lock(shared: &Mutex<Shared>) -> Result<MutexGuard<'_, Shared>> {
-    shared
-        .lock()
-        .map_err(|_| "the store's shared state is poisoned: an appending thread panicked".into())
+    shared.lock().map_err(|_| "the store's shared state is poisoned: an appending thread panicked".into())
 }
 
 /// The entity's head after `op`, or an error if `op` is not valid for `head`.
@@ -357,18 +316,10 @@ fn next_head(op: &Op, head: Option<Head>) -> Result<Head> {
         (Op::Delete { .. }, Some(h)) if !h.deleted => (h.version, true),
         (Op::Restore { .. }, Some(h)) if h.deleted => (h.version, false),
         (_, head) => {
-            return Err(format!(
-                "{} of entity {:?} is invalid in its state ({head:?})",
-                op.event_type(),
-                op.entity()
-            )
-            .into());
+            return Err(format!("{} of entity {:?} is invalid in its state ({head:?})", op.event_type(), op.entity()).into());
         }
     };
-    Ok(Head {
-        version: version + 1,
-        deleted,
-    })
+    Ok(Head { version: version + 1, deleted })
 }
 
 /// Folds `(type, data)` rows, in version order, into an entity's visible state.
@@ -389,63 +340,4 @@ fn apply_row(state: &mut EntityState, kind: EventKind, data: &str) -> Result<()>
     };
     state.apply_owned(kind, data);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("strata-sqlite-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
-    #[test]
-    fn appends_fold_and_reopen() {
-        let dir = scratch_dir("fold");
-        let mut store = SqliteStore::open(&dir).expect("open");
-        let create = Op::Create {
-            kind: "contact",
-            id: "c".into(),
-            data: json!({"name": "Ada", "address": {"city": "London", "country": "GB"}}),
-        };
-        let t1 = store.append_one(&create).expect("create");
-        let update = Op::Update {
-            id: "c".into(),
-            patch: json!({"address": {"city": "Paris"}, "name": null}),
-            verb: Some("Qualified"),
-        };
-        let t2 = store.append_one(&update).expect("update");
-        assert!(t2 > t1);
-        assert!(store.append_one(&create).is_err(), "double create");
-        let expected = json!({"address": {"city": "Paris", "country": "GB"}});
-        assert_eq!(store.get("c").expect("get"), Some(expected.clone()));
-        assert_eq!(
-            store.get_as_of("c", t1).expect("as of"),
-            Some(create.payload().cloned().expect("data"))
-        );
-        assert_eq!(store.get_as_of("c", t1 - 1).expect("before"), None);
-
-        let stamps = store
-            .append_batch(&[
-                Op::Delete { id: "c".into() },
-                Op::Restore { id: "c".into() },
-            ])
-            .expect("batch");
-        assert_eq!(store.get_as_of("c", stamps[0]).expect("deleted"), None);
-        drop(store);
-
-        let mut store = SqliteStore::open(&dir).expect("reopen");
-        assert_eq!(store.get("c").expect("get"), Some(expected));
-        assert_eq!(store.timestamps("c").expect("stamps").len(), 4);
-        assert!(store.append_one(&Op::Restore { id: "c".into() }).is_err());
-        store
-            .append_one(&Op::Delete { id: "c".into() })
-            .expect("delete after reopen");
-        assert_eq!(store.replay_all().expect("replay"), 5);
-        assert!(store.bytes_on_disk().expect("size") > 0);
-        let _ = fs::remove_dir_all(&dir);
-    }
 }

@@ -67,10 +67,7 @@ impl Op {
     /// The id of the entity this op touches.
     pub fn entity(&self) -> &str {
         match self {
-            Op::Create { id, .. }
-            | Op::Update { id, .. }
-            | Op::Delete { id }
-            | Op::Restore { id } => id,
+            Op::Create { id, .. } | Op::Update { id, .. } | Op::Delete { id } | Op::Restore { id } => id,
         }
     }
 
@@ -233,33 +230,20 @@ impl WorkloadConfig {
     /// The full run: 1,000,000 events over 50,000 ordinary entities plus two deep ones
     /// (100 and 10,000 versions).
     pub fn full() -> Self {
-        WorkloadConfig {
-            total_events: 1_000_000,
-            entities: 50_000,
-            deep_depths: vec![100, 10_000],
-            seed: 0x5EED_CAFE,
-        }
+        WorkloadConfig { total_events: 1_000_000, entities: 50_000, deep_depths: vec![100, 10_000], seed: 0x5EED_CAFE }
     }
 
     /// The quick run: 100,000 events over 5,000 ordinary entities plus the same two
     /// deep ones.
     pub fn quick() -> Self {
-        WorkloadConfig {
-            total_events: 100_000,
-            entities: 5_000,
-            ..Self::full()
-        }
+        WorkloadConfig { total_events: 100_000, entities: 5_000, ..Self::full() }
     }
 
     /// The id of the deep entity for `deep_depths[index]`: `deep_{depth}`, with
     /// `_{index}` appended if an earlier entry has the same depth.
     pub fn deep_id(&self, index: usize) -> String {
         let depth = self.deep_depths[index];
-        if self.deep_depths[..index].contains(&depth) {
-            format!("deep_{depth}_{index}")
-        } else {
-            format!("deep_{depth}")
-        }
+        if self.deep_depths[..index].contains(&depth) { format!("deep_{depth}_{index}") } else { format!("deep_{depth}") }
     }
 }
 
@@ -384,16 +368,7 @@ const OWNERS: &[&str] = &[
     "sophie.wilson",
     "tim.allen",
 ];
-const SOURCES: &[&str] = &[
-    "website",
-    "referral",
-    "webinar",
-    "trade_show",
-    "cold_call",
-    "linkedin",
-    "partner",
-    "newsletter",
-];
+const SOURCES: &[&str] = &["website", "referral", "webinar", "trade_show", "cold_call", "linkedin", "partner", "newsletter"];
 const CITIES: &[(&str, &str)] = &[
     ("Austin", "US"),
     ("Boston", "US"),
@@ -411,16 +386,7 @@ const CITIES: &[(&str, &str)] = &[
     ("Sydney", "AU"),
     ("Accra", "GH"),
 ];
-const TAGS: &[&str] = &[
-    "vip",
-    "newsletter",
-    "enterprise",
-    "smb",
-    "renewal",
-    "churn_risk",
-    "champion",
-    "decision_maker",
-];
+const TAGS: &[&str] = &["vip", "newsletter", "enterprise", "smb", "renewal", "churn_risk", "champion", "decision_maker"];
 const PRODUCTS: &[&str] = &[
     "Platform license",
     "Support renewal",
@@ -431,14 +397,7 @@ const PRODUCTS: &[&str] = &[
     "Training seats",
 ];
 const CONTACT_STAGES: &[&str] = &["lead", "contacted", "qualified", "customer", "churned"];
-const DEAL_STAGES: &[&str] = &[
-    "prospecting",
-    "qualification",
-    "proposal",
-    "negotiation",
-    "closed_won",
-    "closed_lost",
-];
+const DEAL_STAGES: &[&str] = &["prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost"];
 /// Win probability (percent) that goes with each deal stage.
 const DEAL_PROBABILITY: &[u64] = &[10, 25, 50, 75, 100, 0];
 const NOTES: &[&str] = &[
@@ -455,11 +414,8 @@ const NOTES: &[&str] = &[
     "Contract draft shared with {company} legal.",
     "{first} introduced us to their CTO.",
 ];
-const CREATED_NOTES: &[&str] = &[
-    "Created from the {source} form.",
-    "Imported from the {source} list.",
-    "Added by {owner} after a {source} lead.",
-];
+const CREATED_NOTES: &[&str] =
+    &["Created from the {source} form.", "Imported from the {source} list.", "Added by {owner} after a {source} lead."];
 
 /// Which of the two ordinary entity kinds an entity is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -522,11 +478,7 @@ impl Generator {
 
     /// Creates the next ordinary entity: about 60% contacts, 40% deals.
     fn create_ordinary(&mut self) -> Op {
-        let kind = if self.contacts == 0 || self.rng.chance(0.6) {
-            Kind::Contact
-        } else {
-            Kind::Deal
-        };
+        let kind = if self.contacts == 0 || self.rng.chance(0.6) { Kind::Contact } else { Kind::Deal };
         let id = match kind {
             Kind::Contact => {
                 self.contacts += 1;
@@ -548,11 +500,7 @@ impl Generator {
             Kind::Contact => self.contact_data(meta),
             Kind::Deal => self.deal_data(meta),
         };
-        Op::Create {
-            kind: meta.kind.name(),
-            id: meta.id.clone(),
-            data,
-        }
+        Op::Create { kind: meta.kind.name(), id: meta.id.clone(), data }
     }
 
     fn contact_data(&mut self, meta: &Meta) -> Value {
@@ -587,11 +535,7 @@ impl Generator {
         let source = *self.rng.pick(SOURCES);
         let owner = *self.rng.pick(OWNERS);
         // Deals usually point at an existing contact.
-        let contact = if self.contacts > 0 {
-            Value::String(format!("contact_{}", self.rng.below(self.contacts)))
-        } else {
-            Value::Null
-        };
+        let contact = if self.contacts > 0 { Value::String(format!("contact_{}", self.rng.below(self.contacts))) } else { Value::Null };
         json!({
             "name": format!("{company} - {product}"),
             "company": company,
@@ -608,11 +552,7 @@ impl Generator {
     }
 
     fn phone(&mut self) -> String {
-        format!(
-            "+1-{}-555-{:04}",
-            self.rng.range(201, 989),
-            self.rng.range(100, 9999)
-        )
+        format!("+1-{}-555-{:04}", self.rng.range(201, 989), self.rng.range(100, 9999))
     }
 
     /// A deal amount in dollars: round-ish numbers, mostly a few thousand.
@@ -622,18 +562,11 @@ impl Generator {
     }
 
     fn date(&mut self) -> String {
-        format!(
-            "2026-{:02}-{:02}",
-            self.rng.range(1, 12),
-            self.rng.range(1, 28)
-        )
+        format!("2026-{:02}-{:02}", self.rng.range(1, 12), self.rng.range(1, 28))
     }
 
     fn created_note(&mut self, source: &str, owner: &str) -> String {
-        self.rng
-            .pick(CREATED_NOTES)
-            .replace("{source}", &source.replace('_', " "))
-            .replace("{owner}", owner)
+        self.rng.pick(CREATED_NOTES).replace("{source}", &source.replace('_', " ")).replace("{owner}", owner)
     }
 
     fn note(&mut self, meta: &Meta) -> String {
@@ -660,11 +593,7 @@ impl Generator {
         for slot in 0..count {
             // Field 0 (stage) and 1 (score/amount) are the most common changes.
             let field = loop {
-                let f = if self.rng.chance(0.5) {
-                    self.rng.below(2)
-                } else {
-                    self.rng.below(choices)
-                };
+                let f = if self.rng.chance(0.5) { self.rng.below(2) } else { self.rng.below(choices) };
                 if !chosen[..slot].contains(&f) {
                     break f;
                 }
@@ -685,10 +614,7 @@ impl Generator {
                     }
                     patch.insert("stage".into(), name.into());
                     if meta.kind == Kind::Deal {
-                        patch.insert(
-                            "probability".into(),
-                            DEAL_PROBABILITY[usize::from(stage)].into(),
-                        );
+                        patch.insert("probability".into(), DEAL_PROBABILITY[usize::from(stage)].into());
                     }
                 }
                 (Kind::Contact, 1) => {
@@ -705,11 +631,7 @@ impl Generator {
                 }
                 (Kind::Contact, 4) => {
                     // Sometimes the number is dropped altogether (a null removes it).
-                    let phone = if self.rng.chance(0.2) {
-                        Value::Null
-                    } else {
-                        self.phone().into()
-                    };
+                    let phone = if self.rng.chance(0.2) { Value::Null } else { self.phone().into() };
                     patch.insert("phone".into(), phone);
                 }
                 (Kind::Contact, 5) => {
@@ -721,9 +643,7 @@ impl Generator {
                     patch.insert("title".into(), (*self.rng.pick(TITLES)).into());
                 }
                 (Kind::Contact, _) => {
-                    let tags: Vec<&str> = (0..self.rng.range(1, 3))
-                        .map(|_| *self.rng.pick(TAGS))
-                        .collect();
+                    let tags: Vec<&str> = (0..self.rng.range(1, 3)).map(|_| *self.rng.pick(TAGS)).collect();
                     patch.insert("tags".into(), json!(tags));
                 }
                 (Kind::Deal, 4) => {
@@ -736,11 +656,7 @@ impl Generator {
                 }
             }
         }
-        Op::Update {
-            id: meta.id.clone(),
-            patch: Value::Object(patch),
-            verb,
-        }
+        Op::Update { id: meta.id.clone(), patch: Value::Object(patch), verb }
     }
 
     /// Stages move forward: a deal in negotiation is won or lost, a closed deal reopens
@@ -777,17 +693,13 @@ impl Generator {
             if self.entities[index].deleted {
                 if attempts > 8 || self.rng.chance(0.25) {
                     self.entities[index].deleted = false;
-                    return Op::Restore {
-                        id: self.entities[index].id.clone(),
-                    };
+                    return Op::Restore { id: self.entities[index].id.clone() };
                 }
                 continue;
             }
             if self.rng.chance(0.004) {
                 self.entities[index].deleted = true;
-                return Op::Delete {
-                    id: self.entities[index].id.clone(),
-                };
+                return Op::Delete { id: self.entities[index].id.clone() };
             }
             let mut meta = self.entities[index].clone();
             let op = self.update_op(&mut meta);
@@ -799,11 +711,7 @@ impl Generator {
     /// Event `k` (0 = the create) of deep entity `j`.
     fn deep_op(&mut self, j: usize, k: usize) -> Op {
         let mut meta = self.deep[j].clone();
-        let op = if k == 0 {
-            self.create_op(&meta)
-        } else {
-            self.update_op(&mut meta)
-        };
+        let op = if k == 0 { self.create_op(&meta) } else { self.update_op(&mut meta) };
         self.deep[j] = meta;
         op
     }
@@ -811,16 +719,8 @@ impl Generator {
 
 /// A work email derived from the name and company: `ada.lovelace@northwindtraders.com`.
 fn email(first: &str, last: &str, company: &str) -> String {
-    let domain: String = company
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    format!(
-        "{}.{}@{domain}.com",
-        first.to_ascii_lowercase(),
-        last.to_ascii_lowercase()
-    )
+    let domain: String = company.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect();
+    format!("{}.{}@{domain}.com", first.to_ascii_lowercase(), last.to_ascii_lowercase())
 }
 
 /// Generates the workload described by `config`: exactly `total_events` ops, valid in
@@ -841,9 +741,7 @@ pub fn generate(config: &WorkloadConfig) -> Result<Vec<Op>, InvalidConfig> {
         )));
     }
     if config.entities == 0 && required < total {
-        return Err(InvalidConfig(
-            "updates beyond the deep entities need at least one ordinary entity".into(),
-        ));
+        return Err(InvalidConfig("updates beyond the deep entities need at least one ordinary entity".into()));
     }
     if config.deep_depths.contains(&0) {
         return Err(InvalidConfig("a deep depth must be at least 1".into()));
@@ -869,9 +767,7 @@ pub fn generate(config: &WorkloadConfig) -> Result<Vec<Op>, InvalidConfig> {
     let mut deep_left = deep_events;
     for step in 0..total {
         // The deep entity whose next event is due soonest, if any is left.
-        let soonest = (0..next_event.len())
-            .filter(|&j| next_event[j] < config.deep_depths[j])
-            .min_by_key(|&j| deep_due(j, next_event[j]));
+        let soonest = (0..next_event.len()).filter(|&j| next_event[j] < config.deep_depths[j]).min_by_key(|&j| deep_due(j, next_event[j]));
         let creates_left = config.entities - generator.entities.len();
         let forced = creates_left + deep_left >= total - step;
         let create_target = ((step + 1) as f64 * config.entities as f64 / create_horizon).ceil();
@@ -883,11 +779,7 @@ pub fn generate(config: &WorkloadConfig) -> Result<Vec<Op>, InvalidConfig> {
                 deep_left -= 1;
                 generator.deep_op(j, k)
             }
-            _ if creates_left > 0
-                && (forced
-                    || generator.entities.is_empty()
-                    || (generator.entities.len() as f64) < create_target) =>
-            {
+            _ if creates_left > 0 && (forced || generator.entities.is_empty() || (generator.entities.len() as f64) < create_target) => {
                 generator.create_ordinary()
             }
             _ => generator.mutate_ordinary(),
@@ -917,66 +809,4 @@ pub fn validate(ops: &[Op]) -> Result<(), String> {
         live.insert(id, next);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_patch_follows_rfc_7396() {
-        // The examples of RFC 7396, appendix A, plus the nested one of section 3.
-        let cases = [
-            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
-            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
-            (json!({"a":"b"}), json!({"a":null}), json!({})),
-            (
-                json!({"a":"b","b":"c"}),
-                json!({"a":null}),
-                json!({"b":"c"}),
-            ),
-            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
-            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
-            (
-                json!({"a":{"b":"c"}}),
-                json!({"a":{"b":"d","c":null}}),
-                json!({"a":{"b":"d"}}),
-            ),
-            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
-            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
-            (json!({"a":"b"}), json!(["c"]), json!(["c"])),
-            (json!({"a":"foo"}), json!(null), json!(null)),
-            (json!({"a":"foo"}), json!("bar"), json!("bar")),
-            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
-            (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
-            (
-                json!({}),
-                json!({"a":{"bb":{"ccc":null}}}),
-                json!({"a":{"bb":{}}}),
-            ),
-        ];
-        for (target, patch, expected) in cases {
-            let mut doc = target.clone();
-            merge_patch(&mut doc, &patch);
-            assert_eq!(doc, expected, "{target} + {patch}");
-        }
-    }
-
-    #[test]
-    fn generation_is_deterministic_and_valid() {
-        let config = WorkloadConfig {
-            total_events: 20_000,
-            entities: 1_000,
-            deep_depths: vec![100, 5_000],
-            seed: 7,
-        };
-        let ops = generate(&config).expect("config is valid");
-        assert_eq!(ops.len(), 20_000);
-        assert_eq!(ops, generate(&config).expect("config is valid"));
-        validate(&ops).expect("ops are valid in order");
-        let states = fold_ops(&ops);
-        assert_eq!(states.len(), 1_002);
-        assert_eq!(states["deep_100"].version, 100);
-        assert_eq!(states["deep_5000"].version, 5_000);
-    }
 }

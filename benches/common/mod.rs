@@ -1,0 +1,3 @@
+pub mod fixture;
+pub mod sqlite;
+pub mod workload;
