@@ -108,6 +108,14 @@ struct Tally {
     moments: usize,
     recovery_states: usize,
     torn_repairs: usize,
+    /// The files the workload left.
+    files: Vec<String>,
+}
+
+impl Tally {
+    fn count(&self, suffix: &str) -> usize {
+        self.files.iter().filter(|f| f.ends_with(suffix)).count()
+    }
 }
 
 /// Crashes `moment` with `seeds` seeds (one when nothing is un-synced), and checks every
@@ -194,6 +202,7 @@ fn run(name: &str, seed: u64, options: Options, steps: Vec<Step>, seeds: usize, 
     // The workload itself, with no crash, must read back whole.
     let store = open(&recording.final_storage, &options).unwrap();
     assert_recovered(&store, &recording.all, recording.all.len(), name);
+    tally.files = recording.final_storage.paths().iter().map(|p| p.display().to_string()).collect();
     println!(
         "{name}: {} moments, {} distinct crash states ({} needed writes to open), {} crash states during recovery, {} batches, {:?}",
         tally.moments,
@@ -222,6 +231,7 @@ fn power_loss_during_segment_roll_loses_nothing_acknowledged() {
     let options = Options { segment_size_bytes: 4096, train_dictionary: false, ..Options::default() };
     let steps = appends(workload(seed, scale(150, 600), 120, 40));
     let tally = run("roll", seed, options, steps, scale(24, 60), 1);
+    assert!(tally.count(".seg") >= 8, "the workload must roll segments: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 3500, "only {} crash states", tally.states + tally.recovery_states);
 }
 
@@ -238,7 +248,9 @@ fn power_loss_around_dictionary_training_loses_nothing_acknowledged() {
     steps.extend(appends(
         (0..20).map(|i| vec![NewEvent::create("Late", format!("late{i}"), serde_json::json!({"i": i}))]).collect(),
     ));
-    let tally = run("dictionary", seed, options, steps, scale(8, 30), 1);
+    let tally = run("dictionary", seed, options, steps, scale(10, 30), 1);
+    assert_eq!(tally.count(".zdict"), 1, "the workload must train a dictionary: {:?}", tally.files);
+    assert!(tally.count(".seg") >= 3, "the workload must roll segments: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 3000, "only {} crash states", tally.states + tally.recovery_states);
 }
 
@@ -255,7 +267,8 @@ fn power_loss_around_reopen_loses_nothing_acknowledged() {
         }
         steps.push(Step::Append(batch));
     }
-    let tally = run("reopen", seed, options, steps, scale(16, 40), 1);
+    let tally = run("reopen", seed, options, steps, scale(20, 40), 1);
+    assert!(tally.count(".seg") >= 8, "the workload must roll segments: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 2800, "only {} crash states", tally.states + tally.recovery_states);
 }
 
