@@ -49,6 +49,8 @@ enum Step {
     Append(Vec<NewEvent>),
     /// Close the store cleanly and open it again.
     Reopen,
+    /// Write a checkpoint.
+    Checkpoint,
 }
 
 fn open(storage: &FaultStorage, options: &Options) -> strata::Result<Store> {
@@ -83,6 +85,9 @@ fn record(seed: u64, options: &Options, steps: Vec<Step>) -> Recording {
                 Step::Reopen => {
                     drop(store);
                     store = open(&storage, options).unwrap();
+                }
+                Step::Checkpoint => {
+                    store.checkpoint().unwrap();
                 }
             }
         }
@@ -215,6 +220,24 @@ fn run(name: &str, seed: u64, options: Options, steps: Vec<Step>, seeds: usize, 
     tally
 }
 
+/// Options for a workload: checkpoints only where the workload asks (a background
+/// checkpoint would make the order of mutations, and so the crash points, vary by run).
+fn options(segment_size_bytes: u64, train_dictionary: bool) -> Options {
+    Options { segment_size_bytes, train_dictionary, checkpoint_every_events: 0, checkpoint_every_bytes: 0, ..Options::default() }
+}
+
+/// Inserts a `step` before every `every`-th step, starting at `first`.
+fn every(steps: Vec<Step>, first: usize, every: usize, step: fn() -> Step) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len() + steps.len() / every + 1);
+    for (i, s) in steps.into_iter().enumerate() {
+        if i >= first && (i - first) % every == 0 {
+            out.push(step());
+        }
+        out.push(s);
+    }
+    out
+}
+
 fn appends(batches: Vec<Vec<NewEvent>>) -> Vec<Step> {
     batches.into_iter().map(Step::Append).collect()
 }
@@ -224,51 +247,44 @@ fn scale(default: usize, long: usize) -> usize {
 }
 
 /// Segment roll and seal: 4 KiB segments and multi-event batches, so that a group of frames
-/// regularly straddles a roll.
+/// regularly straddles a roll; a checkpoint every 40 batches.
 #[test]
 fn power_loss_during_segment_roll_loses_nothing_acknowledged() {
     let seed = faults::seed("power_loss_during_segment_roll_loses_nothing_acknowledged", 0x5e61);
-    let options = Options { segment_size_bytes: 4096, train_dictionary: false, ..Options::default() };
-    let steps = appends(workload(seed, scale(150, 600), 120, 40));
-    let tally = run("roll", seed, options, steps, scale(24, 60), 1);
+    let steps = every(appends(workload(seed, scale(150, 600), 120, 40)), 30, 40, || Step::Checkpoint);
+    let tally = run("roll", seed, options(4096, false), steps, scale(24, 60), 1);
     assert!(tally.count(".seg") >= 8, "the workload must roll segments: {:?}", tally.files);
+    assert!(tally.count(".ckpt") >= 1, "the workload must write checkpoints: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 3500, "only {} crash states", tally.states + tally.recovery_states);
 }
 
-/// Dictionary creation: 280 single-event appends of ~300 bytes train a dictionary at the
-/// 250th frame; a clean reopen in the middle replays sealed segments and loads the
-/// dictionary; 16 KiB segments roll a few times.
+/// Dictionary creation: single-event appends of ~400-byte records train a dictionary at the
+/// 250th frame; then a checkpoint, a clean reopen (sealed segments, the dictionary loaded,
+/// the checkpoint used) and more appends compressed with the dictionary; 16 KiB segments.
 #[test]
 fn power_loss_around_dictionary_training_loses_nothing_acknowledged() {
     let seed = faults::seed("power_loss_around_dictionary_training_loses_nothing_acknowledged", 0xd1c7);
-    let options = Options { segment_size_bytes: 16 << 10, ..Options::default() };
-    let mut steps = appends(workload(seed, scale(280, 1200), 300, 0));
-    steps.insert(150, Step::Reopen);
-    steps.push(Step::Reopen);
-    steps.extend(appends(
-        (0..20).map(|i| vec![NewEvent::create("Late", format!("late{i}"), serde_json::json!({"i": i}))]).collect(),
-    ));
-    let tally = run("dictionary", seed, options, steps, scale(10, 30), 1);
+    let mut steps = appends(workload(seed, scale(290, 1200), 400, 0));
+    let after: Vec<Step> = steps.split_off(260);
+    steps.extend([Step::Checkpoint, Step::Reopen]);
+    steps.extend(after);
+    let tally = run("dictionary", seed, options(16 << 10, true), steps, scale(8, 30), 1);
     assert_eq!(tally.count(".zdict"), 1, "the workload must train a dictionary: {:?}", tally.files);
     assert!(tally.count(".seg") >= 3, "the workload must roll segments: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 3000, "only {} crash states", tally.states + tally.recovery_states);
 }
 
-/// Many small batches with a clean reopen every 25 steps: crash states around the open's own
-/// writes (a new segment after a sealed one, the repair of a torn tail).
+/// Many small batches with a clean reopen every 25 steps and a checkpoint every 30: crash
+/// states around the open's own writes (a new segment after a sealed one, the repair of a
+/// torn tail) and around checkpoints (temporary file, rename, removal of the oldest).
 #[test]
-fn power_loss_around_reopen_loses_nothing_acknowledged() {
-    let seed = faults::seed("power_loss_around_reopen_loses_nothing_acknowledged", 0x0e9e);
-    let options = Options { segment_size_bytes: 2048, train_dictionary: false, ..Options::default() };
-    let mut steps = Vec::new();
-    for (i, batch) in workload(seed, scale(150, 600), 60, 50).into_iter().enumerate() {
-        if i % 25 == 24 {
-            steps.push(Step::Reopen);
-        }
-        steps.push(Step::Append(batch));
-    }
-    let tally = run("reopen", seed, options, steps, scale(20, 40), 1);
+fn power_loss_around_reopen_and_checkpoints_loses_nothing_acknowledged() {
+    let seed = faults::seed("power_loss_around_reopen_and_checkpoints_loses_nothing_acknowledged", 0x0e9e);
+    let steps = appends(workload(seed, scale(150, 600), 60, 50));
+    let steps = every(every(steps, 24, 25, || Step::Reopen), 10, 30, || Step::Checkpoint);
+    let tally = run("reopen", seed, options(2048, false), steps, scale(20, 40), 1);
     assert!(tally.count(".seg") >= 8, "the workload must roll segments: {:?}", tally.files);
+    assert_eq!(tally.count(".ckpt"), 2, "two checkpoints are kept: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 2800, "only {} crash states", tally.states + tally.recovery_states);
 }
 
