@@ -237,8 +237,19 @@ pub(crate) fn replay(
             let segment_no = out.log.segments.len();
             out.log.segments.push(handle.clone());
             if i < start.0 {
-                // Covered by the checkpoint and sealed before it was taken.
-                continue;
+                // Covered by the checkpoint and sealed before it was taken: its frames are
+                // checked when read, and its trailer (read by nothing else) here, so that
+                // damage to it is reported now, not by the next full replay.
+                let footer_at = bytes.len().saturating_sub(segment::FOOTER_BYTES) as u64;
+                let next_base = listing.segments.get(i + 1).map(|(b, _)| *b);
+                let damage = match Trailer::find(&bytes) {
+                    Some(Ok(t)) if Some(t.next_seq) == next_base => continue,
+                    Some(Ok(_)) => damage_at(footer_at, "trailer does not match the next segment's base seq".into(), out.next_seq),
+                    Some(Err((offset, reason))) => damage_at(offset, reason.into(), out.next_seq),
+                    None => damage_at(footer_at, "sealed segment covered by the checkpoint has no trailer".into(), out.next_seq),
+                };
+                out.damage = Some(damage);
+                return Ok(out);
             }
             let (end, sealed) = match Trailer::find(&bytes) {
                 Some(Ok(t)) => (t.index_offset as usize, Some(t)),

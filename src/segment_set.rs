@@ -144,10 +144,20 @@ pub(crate) fn to_event(rec: &RecordView<'_>, seq: u64, batch: u64, store: StoreI
 pub(crate) fn read_event(segment: &SegmentHandle, offset: u64, seq: u64, dicts: &Dictionaries) -> Result<Event> {
     let (bytes, header) = segment.frame_at(offset)?;
     let corrupt = |reason: String| Error::corruption(&segment.path, offset, reason);
+    // The chunk CRC covers only a chunk's payload: the header and the chunk table, which say
+    // which seq each record is, are covered by the frame CRC alone. Without this check a
+    // damaged base_seq or record count would hand out one event's record as another's (a
+    // frame covered by a checkpoint is not checked at open, and mapped bytes can rot later).
+    if !frame::verify_crc(&bytes, segment.header.salt) {
+        return Err(corrupt("frame CRC mismatch".into()));
+    }
     let entries = frame::chunk_table(&bytes, &header).map_err(|r| corrupt(r.into()))?;
+    if seq < header.base_seq {
+        return Err(corrupt(format!("seq {seq} is before its frame (which starts at seq {})", header.base_seq)));
+    }
     let mut first = header.base_seq;
     for (i, entry) in entries.iter().enumerate() {
-        let next = first + u64::from(entry.records);
+        let next = first.saturating_add(u64::from(entry.records));
         if seq < next {
             let at = frame::chunk_offset(&entries, i);
             let stored = &bytes[at..at + entry.stored_len as usize];
