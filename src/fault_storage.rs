@@ -310,7 +310,7 @@ fn crash_file(file: &mut FileData, rng: &mut Rng) -> String {
         _ => {
             let keep = rng.between(stable, current.len());
             let garbage = if longest > keep { rng.between(1, longest - keep) } else { 0 };
-            let zeros = rng.next() % 2 == 0;
+            let zeros = rng.next().is_multiple_of(2);
             let mut bytes = current[..keep].to_vec();
             bytes.extend((0..garbage).map(|_| if zeros { 0 } else { rng.next() as u8 }));
             let kind = if zeros { "zeros" } else { "random bytes" };
@@ -630,13 +630,7 @@ impl FaultStorage {
 
     /// Runs one counted, fault-checked operation on the state; calls the mutation hook
     /// afterwards when it was a successful mutation.
-    fn run<T>(
-        &self,
-        op: FaultOp,
-        path: &Path,
-        generation: Option<u64>,
-        body: impl FnOnce(&mut State) -> io::Result<T>,
-    ) -> io::Result<T> {
+    fn run<T>(&self, op: FaultOp, path: &Path, generation: Option<u64>, body: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
         let (result, mutation) = {
             let mut st = self.inner.state.lock();
             st.begin(op, path, generation).map_err(Refusal::into_error)?;
@@ -821,7 +815,7 @@ impl StorageFile for FaultFile {
                 Err(Refusal::Dead(e)) => return Err(e),
                 Err(Refusal::Injected(e)) => {
                     // A failed write may have written part of its data.
-                    let keep = if st.rng.next() % 2 == 0 { 0 } else { st.rng.between(0, data.len().saturating_sub(1)) };
+                    let keep = if st.rng.next().is_multiple_of(2) { 0 } else { st.rng.between(0, data.len().saturating_sub(1)) };
                     Arc::make_mut(&mut st.file_mut(self.inode).current).extend_from_slice(&data[..keep]);
                     Some(e)
                 }

@@ -242,7 +242,12 @@ fn flip_all(name: &str, f: &Fixture, rng: &mut Rng, per_kib: impl Fn(Region) -> 
     for ((region, outcome), n) in &outcomes {
         println!("  {region:?} {outcome:?}: {n}");
     }
-    assert!(failures.is_empty(), "{name}: {} flips went wrong, first ones:\n{}", failures.len(), failures[..failures.len().min(20)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} flips went wrong, first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
     let undetected: Vec<String> =
         outcomes.iter().filter(|((_, o), _)| *o == Outcome::Undetected).map(|((r, _), n)| format!("{r:?}: {n}")).collect();
     assert!(undetected.is_empty(), "{name}: flips nobody detected: {undetected:?}");
@@ -258,7 +263,13 @@ fn total(outcomes: &BTreeMap<(Region, Outcome), usize>) -> usize {
 #[test]
 fn bit_flips_in_segments_and_checkpoints_are_detected_and_never_returned() {
     let seed = faults::seed("bit_flips_in_segments_and_checkpoints_are_detected_and_never_returned", 0xf11b);
-    let options = Options { segment_size_bytes: 2048, train_dictionary: false, checkpoint_every_events: 0, checkpoint_every_bytes: 0, ..Options::default() };
+    let options = Options {
+        segment_size_bytes: 2048,
+        train_dictionary: false,
+        checkpoint_every_events: 0,
+        checkpoint_every_bytes: 0,
+        ..Options::default()
+    };
     let f = build(seed, options, workload(seed, 30, 60, 30), Some(20));
     let mut rng = Rng(seed);
     let long = faults::long();
@@ -275,7 +286,13 @@ fn bit_flips_in_segments_and_checkpoints_are_detected_and_never_returned() {
 #[test]
 fn bit_flips_in_segments_are_detected_by_open() {
     let seed = faults::seed("bit_flips_in_segments_are_detected_by_open", 0xf11c);
-    let options = Options { segment_size_bytes: 2048, train_dictionary: false, checkpoint_every_events: 0, checkpoint_every_bytes: 0, ..Options::default() };
+    let options = Options {
+        segment_size_bytes: 2048,
+        train_dictionary: false,
+        checkpoint_every_events: 0,
+        checkpoint_every_bytes: 0,
+        ..Options::default()
+    };
     let f = build(seed, options, workload(seed, 20, 60, 30), None);
     let mut rng = Rng(seed);
     let long = faults::long();
@@ -296,7 +313,9 @@ fn bit_flips_in_dictionaries_and_dictionary_frames_are_detected() {
     let seed = faults::seed("bit_flips_in_dictionaries_and_dictionary_frames_are_detected", 0xf11d);
     let options = Options { checkpoint_every_events: 0, checkpoint_every_bytes: 0, ..Options::default() };
     let mut batches = workload(seed, 250, 400, 0);
-    batches.extend((0..6).map(|i| vec![NewEvent::create("Late", format!("late{i}"), serde_json::json!({"n": i, "note": "after the dictionary"}))]));
+    batches.extend(
+        (0..6).map(|i| vec![NewEvent::create("Late", format!("late{i}"), serde_json::json!({"n": i, "note": "after the dictionary"}))]),
+    );
     let f = build(seed, options, batches, None);
     assert!(f.storage.paths().iter().any(|p| p.extension().is_some_and(|x| x == "zdict")), "the fixture must train a dictionary");
     // Flip only the dictionary and the frames written after it (the others are covered above).
@@ -310,7 +329,8 @@ fn bit_flips_in_dictionaries_and_dictionary_frames_are_detected() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let flips: Vec<(usize, u8, Region)> = if name.ends_with(".zdict") {
             let n = if faults::long() { bytes.len() * 8 } else { 2500 };
-            (0..n).map(|i| if n == bytes.len() * 8 { (i / 8, (i % 8) as u8) } else { (rng.below(bytes.len()), rng.below(8) as u8) })
+            (0..n)
+                .map(|i| if n == bytes.len() * 8 { (i / 8, (i % 8) as u8) } else { (rng.below(bytes.len()), rng.below(8) as u8) })
                 .map(|(o, b)| (o, b, if o < 24 { Region::DictionaryHeader } else { Region::Dictionary }))
                 .collect()
         } else if name.ends_with(".seg") {
@@ -345,7 +365,13 @@ fn bit_flips_in_dictionaries_and_dictionary_frames_are_detected() {
 
 /// The fixture of the regression tests: three sealed 2 KiB segments covered by a checkpoint.
 fn covered_fixture() -> (Fixture, PathBuf, Vec<(Range<usize>, Region)>) {
-    let options = Options { segment_size_bytes: 2048, train_dictionary: false, checkpoint_every_events: 0, checkpoint_every_bytes: 0, ..Options::default() };
+    let options = Options {
+        segment_size_bytes: 2048,
+        train_dictionary: false,
+        checkpoint_every_events: 0,
+        checkpoint_every_bytes: 0,
+        ..Options::default()
+    };
     let f = build(0xf11b, options, workload(0xf11b, 30, 60, 30), Some(20));
     let first = f.storage.paths().into_iter().find(|p| p.extension().is_some_and(|x| x == "seg")).unwrap();
     let regions = regions(&first, &f.storage.file_bytes(&first).unwrap(), false);

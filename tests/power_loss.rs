@@ -124,18 +124,9 @@ impl Tally {
 }
 
 /// Crashes `moment` with `seeds` seeds (one when nothing is un-synced), and checks every
-/// distinct resulting state. Crash states that needed a repair are crashed again during
-/// the repairing open, at every mutation of it, when `crash_recovery` is set.
-fn check_moment(
-    name: &str,
-    moment: &Moment,
-    all: &[Vec<Event>],
-    options: &Options,
-    rng: &mut Rng,
-    seeds: usize,
-    crash_recovery: bool,
-    tally: &mut Tally,
-) {
+/// distinct resulting state. The first crash state of the moment that needs writes to open
+/// (a repair, a new segment) is crashed again during that open, at every mutation of it.
+fn check_moment(name: &str, moment: &Moment, all: &[Vec<Event>], options: &Options, rng: &mut Rng, seeds: usize, tally: &mut Tally) {
     let mut seen = HashSet::new();
     let tries = if moment.storage.has_unsynced() { seeds } else { 1 };
     tally.moments += 1;
@@ -161,7 +152,7 @@ fn check_moment(
         }
         assert_appends_continue(&store, &context);
         drop(store);
-        if repaired && crash_recovery && !recovery_crashed {
+        if repaired && !recovery_crashed {
             recovery_crashed = true;
             crash_during_recovery(&context, &recovery, all, n, options, rng, tally);
         }
@@ -189,20 +180,21 @@ fn crash_during_recovery(
             again.set_seed(crash_seed);
             let what = again.crash();
             tally.recovery_states += 1;
-            let context = format!("{context}, then a crash after mutation {} of the recovering open (seed {crash_seed}: {what})", m.mutation);
+            let context =
+                format!("{context}, then a crash after mutation {} of the recovering open (seed {crash_seed}: {what})", m.mutation);
             let store = open(&again, options).unwrap_or_else(|e| panic!("{context}: open failed: {e}"));
             assert_recovered(&store, all, acked, &context);
         }
     }
 }
 
-fn run(name: &str, seed: u64, options: Options, steps: Vec<Step>, seeds: usize, crash_recovery_every: usize) -> Tally {
+fn run(name: &str, seed: u64, options: Options, steps: Vec<Step>, seeds: usize) -> Tally {
     let started = Instant::now();
     let recording = record(seed, &options, steps);
     let mut rng = Rng(seed ^ 0x5eed);
     let mut tally = Tally::default();
-    for (i, moment) in recording.moments.iter().enumerate() {
-        check_moment(name, moment, &recording.all, &options, &mut rng, seeds, i % crash_recovery_every == 0, &mut tally);
+    for moment in &recording.moments {
+        check_moment(name, moment, &recording.all, &options, &mut rng, seeds, &mut tally);
     }
     // The workload itself, with no crash, must read back whole.
     let store = open(&recording.final_storage, &options).unwrap();
@@ -230,7 +222,7 @@ fn options(segment_size_bytes: u64, train_dictionary: bool) -> Options {
 fn every(steps: Vec<Step>, first: usize, every: usize, step: fn() -> Step) -> Vec<Step> {
     let mut out = Vec::with_capacity(steps.len() + steps.len() / every + 1);
     for (i, s) in steps.into_iter().enumerate() {
-        if i >= first && (i - first) % every == 0 {
+        if i >= first && (i - first).is_multiple_of(every) {
             out.push(step());
         }
         out.push(s);
@@ -252,7 +244,7 @@ fn scale(default: usize, long: usize) -> usize {
 fn power_loss_during_segment_roll_loses_nothing_acknowledged() {
     let seed = faults::seed("power_loss_during_segment_roll_loses_nothing_acknowledged", 0x5e61);
     let steps = every(appends(workload(seed, scale(150, 600), 120, 40)), 30, 40, || Step::Checkpoint);
-    let tally = run("roll", seed, options(4096, false), steps, scale(24, 60), 1);
+    let tally = run("roll", seed, options(4096, false), steps, scale(24, 60));
     assert!(tally.count(".seg") >= 8, "the workload must roll segments: {:?}", tally.files);
     assert!(tally.count(".ckpt") >= 1, "the workload must write checkpoints: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 3500, "only {} crash states", tally.states + tally.recovery_states);
@@ -268,7 +260,7 @@ fn power_loss_around_dictionary_training_loses_nothing_acknowledged() {
     let after: Vec<Step> = steps.split_off(260);
     steps.extend([Step::Checkpoint, Step::Reopen]);
     steps.extend(after);
-    let tally = run("dictionary", seed, options(16 << 10, true), steps, scale(8, 30), 1);
+    let tally = run("dictionary", seed, options(16 << 10, true), steps, scale(8, 30));
     assert_eq!(tally.count(".zdict"), 1, "the workload must train a dictionary: {:?}", tally.files);
     assert!(tally.count(".seg") >= 3, "the workload must roll segments: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 3000, "only {} crash states", tally.states + tally.recovery_states);
@@ -282,7 +274,7 @@ fn power_loss_around_reopen_and_checkpoints_loses_nothing_acknowledged() {
     let seed = faults::seed("power_loss_around_reopen_and_checkpoints_loses_nothing_acknowledged", 0x0e9e);
     let steps = appends(workload(seed, scale(150, 600), 60, 50));
     let steps = every(every(steps, 24, 25, || Step::Reopen), 10, 30, || Step::Checkpoint);
-    let tally = run("reopen", seed, options(2048, false), steps, scale(20, 40), 1);
+    let tally = run("reopen", seed, options(2048, false), steps, scale(20, 40));
     assert!(tally.count(".seg") >= 8, "the workload must roll segments: {:?}", tally.files);
     assert_eq!(tally.count(".ckpt"), 2, "two checkpoints are kept: {:?}", tally.files);
     assert!(tally.states + tally.recovery_states >= 2800, "only {} crash states", tally.states + tally.recovery_states);

@@ -44,8 +44,22 @@ impl Rng {
 }
 
 const WORDS: [&str; 16] = [
-    "lead", "qualified", "proposal", "won", "lost", "meeting", "call", "email", "renewal", "invoice", "discount", "north", "south",
-    "enterprise", "startup", "follow-up",
+    "lead",
+    "qualified",
+    "proposal",
+    "won",
+    "lost",
+    "meeting",
+    "call",
+    "email",
+    "renewal",
+    "invoice",
+    "discount",
+    "north",
+    "south",
+    "enterprise",
+    "startup",
+    "follow-up",
 ];
 
 fn text(rng: &mut Rng, bytes: usize) -> String {
