@@ -2,37 +2,7 @@
 //! loss and fails chosen I/O operations on purpose. strata's crash, bit-flip and I/O-error
 //! tests run the real engine on it; it is not meant for storing data.
 //!
-//! The durability model follows POSIX, pessimistically:
-//! - every file has *current* content (what reads see) and *durable* content (what survives a
-//!   crash); `sync_data` makes the current content durable;
-//! - creating, renaming and removing a file changes the directory at once, but the change
-//!   survives a crash only after `sync_dir` on its directory; directories themselves
-//!   (`create_dir_all`) are durable at once;
-//! - [`FaultStorage::crash`] is a power loss: every un-synced directory operation is lost (a
-//!   created file disappears, a rename reverts, a removed file comes back) and each file's
-//!   un-synced data is, by a seeded random choice, dropped whole, cut to a prefix, or cut to a
-//!   prefix followed by garbage (random bytes or zeros). Bytes that were durable before the
-//!   last un-synced truncation or append are never changed.
-//!
-//! Faults: [`FaultStorage::fail`] makes the k-th operation of a kind fail, once or from then
-//! on; [`FaultStorage::cut_power_after`] makes every operation after the k-th mutation fail,
-//! as if the machine stopped there. Operations are counted per kind so that a test can run a
-//! workload once, read the counts, and enumerate every k.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use serde_json::json;
-//! use strata::{FaultStorage, NewEvent, Options, Store};
-//!
-//! let storage = FaultStorage::new(7);
-//! let store = Store::open_with_storage("/db", Options::default(), Arc::new(storage.clone()))?;
-//! store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice"})))?;
-//! drop(store);
-//! storage.crash();
-//! let store = Store::open_with_storage("/db", Options::default(), Arc::new(storage.clone()))?;
-//! assert_eq!(store.get("c1")?.unwrap().state["name"], "Alice");
-//! # Ok::<(), strata::Error>(())
-//! ```
+//! The durability model and the faults are described on [`FaultStorage`].
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -332,9 +302,44 @@ struct Inner {
     hook: Mutex<Option<MutationHook>>,
 }
 
-/// The fault-injecting in-memory storage; see the [module docs](self) for its durability
-/// model. Cloning it is cheap and shares the same files; [`fork`](FaultStorage::fork) makes
-/// an independent copy.
+/// A testing tool: an in-memory [`Storage`] that loses un-synced data in a simulated power
+/// loss and fails chosen I/O operations on purpose (strata's crash, bit-flip and I/O-error
+/// tests run on it; it is not for storing data). Cloning it is cheap and shares the same
+/// files; [`fork`](FaultStorage::fork) makes an independent copy.
+///
+/// The durability model follows POSIX, pessimistically:
+/// - every file has *current* content (what reads see) and *durable* content (what survives a
+///   crash); `sync_data` makes the current content durable;
+/// - creating, renaming and removing a file changes the directory at once, but the change
+///   survives a crash only after `sync_dir` on its directory; directories themselves
+///   (`create_dir_all`) are durable at once;
+/// - [`FaultStorage::crash`] is a power loss: every un-synced directory operation is lost (a
+///   created file disappears, a rename reverts, a removed file comes back) and each file's
+///   un-synced data is, by a seeded random choice, dropped whole, cut to a prefix, or cut to a
+///   prefix followed by garbage (random bytes or zeros). Bytes that were durable before the
+///   last un-synced truncation or append are never changed.
+///
+/// Faults: [`FaultStorage::fail`] makes the k-th operation of a kind fail, once or from then
+/// on; [`FaultStorage::cut_power_after`] makes every operation after the k-th mutation fail,
+/// as if the machine stopped there. A failed append may have written part of its data; a
+/// failed `sync_data` makes nothing durable, and the data stays readable until a crash (as
+/// Linux keeps it in the page cache). Operations are counted per kind so that a test can run
+/// a workload once, read the counts, and enumerate every k.
+///
+/// ```
+/// use std::sync::Arc;
+/// use serde_json::json;
+/// use strata::{FaultStorage, NewEvent, Options, Store};
+///
+/// let storage = FaultStorage::new(7);
+/// let store = Store::open_with_storage("/db", Options::default(), Arc::new(storage.clone()))?;
+/// store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice"})))?;
+/// drop(store);
+/// storage.crash();
+/// let store = Store::open_with_storage("/db", Options::default(), Arc::new(storage.clone()))?;
+/// assert_eq!(store.get("c1")?.unwrap().state["name"], "Alice");
+/// # Ok::<(), strata::Error>(())
+/// ```
 ///
 /// ```
 /// use std::sync::Arc;
@@ -421,7 +426,7 @@ impl FaultStorage {
         self.inner.state.lock().rng = Rng(seed);
     }
 
-    /// Simulates a power loss and reboot (see the module docs for what survives), and
+    /// Simulates a power loss and reboot (see [`FaultStorage`] for what survives), and
     /// returns a one-line description of what was lost. Afterwards the power is on, faults
     /// stay configured, every lock is released, and file handles and lock guards from
     /// before the crash fail every call: open the store again to go on.
