@@ -127,6 +127,11 @@ pub(crate) fn events(shared: &Shared, q: &crate::event_query::EventQuery) -> Res
         position += frames.len();
         for (segment, offset) in frames {
             let (bytes, header) = segment.frame_at(offset)?;
+            // The header decides whether the frame is skipped: check it first, or a damaged
+            // seq or timestamp would silently drop the frame's events from the result.
+            if !crate::frame::verify_crc(&bytes, segment.header.salt) {
+                return Err(Error::corruption(&segment.path, offset, "frame CRC mismatch"));
+            }
             if header.next_seq() <= q.after_seq.saturating_add(1) || !q.frame_may_match(header.min_ts, header.max_ts) {
                 continue;
             }
