@@ -353,9 +353,21 @@ struct Inner {
 /// assert!(matches!(store.append(NewEvent::create("Contact", "c2", json!({}))), Err(Error::Poisoned { .. })));
 /// # Ok::<(), strata::Error>(())
 /// ```
-#[derive(Clone)]
 pub struct FaultStorage {
     inner: Arc<Inner>,
+    /// The crash generation this handle was made in: after a crash, the `Storage` calls of
+    /// handles made before it fail (the process that held them died), so a `Store` left open
+    /// across a crash cannot write into the rebooted storage. Clone the storage again to
+    /// use it after a crash.
+    generation: u64,
+}
+
+impl Clone for FaultStorage {
+    /// A handle to the same files, valid from the current crash generation on.
+    fn clone(&self) -> Self {
+        let generation = self.inner.state.lock().generation;
+        FaultStorage { inner: self.inner.clone(), generation }
+    }
 }
 
 impl fmt::Debug for FaultStorage {
@@ -389,7 +401,7 @@ impl FaultStorage {
             faults: Vec::new(),
             rng: Rng(seed),
         };
-        FaultStorage { inner: Arc::new(Inner { state: Mutex::new(state), hook: Mutex::new(None) }) }
+        FaultStorage { inner: Arc::new(Inner { state: Mutex::new(state), hook: Mutex::new(None) }), generation: 0 }
     }
 
     /// An independent copy of the files, their durability state, the counters and the
@@ -413,7 +425,8 @@ impl FaultStorage {
         state.power_off = false;
         state.locks.clear();
         state.generation += 1;
-        FaultStorage { inner: Arc::new(Inner { state: Mutex::new(state), hook: Mutex::new(None) }) }
+        let generation = state.generation;
+        FaultStorage { inner: Arc::new(Inner { state: Mutex::new(state), hook: Mutex::new(None) }), generation }
     }
 
     /// Reseeds the random generator behind crash outcomes and torn writes.
@@ -428,8 +441,9 @@ impl FaultStorage {
 
     /// Simulates a power loss and reboot (see [`FaultStorage`] for what survives), and
     /// returns a one-line description of what was lost. Afterwards the power is on, faults
-    /// stay configured, every lock is released, and file handles and lock guards from
-    /// before the crash fail every call: open the store again to go on.
+    /// stay configured, every lock is released, and file handles, lock guards and clones of
+    /// the storage from before the crash fail every `Storage` call (the process that held
+    /// them is gone): clone the storage again and open the store again to go on.
     ///
     /// ```
     /// use strata::{FaultStorage, Storage};
@@ -440,6 +454,8 @@ impl FaultStorage {
     /// file.sync_data()?;
     /// storage.crash(); // the directory was never synced: the file is gone
     /// assert!(storage.paths().is_empty());
+    /// assert!(storage.list_dir("/d".as_ref()).is_err()); // a handle from before the crash
+    /// assert!(storage.clone().list_dir("/d".as_ref())?.is_empty());
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn crash(&self) -> String {
@@ -651,14 +667,19 @@ impl FaultStorage {
         result
     }
 
+    /// A clone made while the state lock is held (`clone` takes the lock itself).
+    fn clone_in(&self, st: &State) -> FaultStorage {
+        FaultStorage { inner: self.inner.clone(), generation: st.generation }
+    }
+
     fn handle(&self, st: &State, inode: u64, path: &Path) -> Arc<dyn StorageFile> {
-        Arc::new(FaultFile { storage: self.clone(), inode, generation: st.generation, path: path.to_path_buf() })
+        Arc::new(FaultFile { storage: self.clone_in(st), inode, generation: st.generation, path: path.to_path_buf() })
     }
 }
 
 impl Storage for FaultStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.run(FaultOp::CreateDir, dir, None, |st| {
+        self.run(FaultOp::CreateDir, dir, Some(self.generation), |st| {
             let mut at = Some(dir);
             while let Some(d) = at.filter(|d| !d.as_os_str().is_empty()) {
                 if st.entries.contains_key(d) {
@@ -672,7 +693,7 @@ impl Storage for FaultStorage {
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.run(FaultOp::List, dir, None, |st| {
+        self.run(FaultOp::List, dir, Some(self.generation), |st| {
             if !st.dirs.contains(dir) {
                 return Err(not_found(dir));
             }
@@ -684,14 +705,14 @@ impl Storage for FaultStorage {
     }
 
     fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        self.run(FaultOp::Open, path, None, |st| {
+        self.run(FaultOp::Open, path, Some(self.generation), |st| {
             let inode = st.inode(path)?;
             Ok(self.handle(st, inode, path))
         })
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        self.run(FaultOp::Create, path, None, |st| {
+        self.run(FaultOp::Create, path, Some(self.generation), |st| {
             st.check_parent(path)?;
             if st.entries.contains_key(path) || st.dirs.contains(path) {
                 return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
@@ -703,14 +724,14 @@ impl Storage for FaultStorage {
     }
 
     fn read_all(&self, path: &Path) -> io::Result<Bytes> {
-        self.run(FaultOp::Read, path, None, |st| {
+        self.run(FaultOp::Read, path, Some(self.generation), |st| {
             let inode = st.inode(path)?;
             Ok(Bytes::copy_from_slice(&st.file_mut(inode).current))
         })
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.run(FaultOp::Rename, from, None, |st| {
+        self.run(FaultOp::Rename, from, Some(self.generation), |st| {
             let inode = st.inode(from)?;
             st.check_parent(to)?;
             st.entries.remove(from);
@@ -720,7 +741,7 @@ impl Storage for FaultStorage {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.run(FaultOp::Remove, path, None, |st| {
+        self.run(FaultOp::Remove, path, Some(self.generation), |st| {
             st.inode(path)?;
             st.entries.remove(path);
             Ok(())
@@ -728,7 +749,7 @@ impl Storage for FaultStorage {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.run(FaultOp::SyncDir, dir, None, |st| {
+        self.run(FaultOp::SyncDir, dir, Some(self.generation), |st| {
             if !st.dirs.contains(dir) {
                 return Err(not_found(dir));
             }
@@ -741,7 +762,7 @@ impl Storage for FaultStorage {
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
-        self.run(FaultOp::Lock, path, None, |st| {
+        self.run(FaultOp::Lock, path, Some(self.generation), |st| {
             st.check_parent(path)?;
             if !st.entries.contains_key(path) {
                 // Like the real lock file, created on first use; its directory entry is durable
@@ -756,7 +777,7 @@ impl Storage for FaultStorage {
             st.next_lock_token += 1;
             let token = st.next_lock_token;
             st.locks.insert(path.to_path_buf(), token);
-            let guard = LockGuard { storage: self.clone(), path: path.to_path_buf(), token };
+            let guard = LockGuard { storage: self.clone_in(st), path: path.to_path_buf(), token };
             Ok(Some(Box::new(guard) as Box<dyn Any + Send + Sync>))
         })
     }
@@ -937,7 +958,23 @@ mod tests {
         assert!(f.append(b"x").is_err());
         assert!(s.read_all(&d.join("a")).is_err());
         s.crash();
-        assert!(s.read_all(&d.join("a")).is_ok());
+        assert!(s.read_all(&d.join("a")).is_err(), "a handle from before the crash is dead");
+        assert!(s.clone().read_all(&d.join("a")).is_ok());
+    }
+
+    #[test]
+    fn a_store_left_open_across_a_crash_writes_nothing_after_it() {
+        use crate::{NewEvent, Options, Store};
+        let s = FaultStorage::new(5);
+        let old = Store::open_with_storage("/db", Options::default(), Arc::new(s.clone())).unwrap();
+        old.append(NewEvent::create("K", "a", serde_json::json!({}))).unwrap();
+        s.crash();
+        let before = s.paths();
+        assert!(old.append(NewEvent::create("K", "b", serde_json::json!({}))).is_err());
+        assert!(old.checkpoint().is_err());
+        assert_eq!(s.paths(), before, "the old store created or removed files after the crash");
+        let new = Store::open_with_storage("/db", Options::default(), Arc::new(s.clone())).unwrap();
+        assert_eq!(new.last_seq(), 1);
     }
 
     #[test]
