@@ -288,7 +288,8 @@ fn decode_body(body: &[u8]) -> std::result::Result<Checkpoint, String> {
         if segment >= segments.len() || offset >= crate::segment_set::MAX_SEGMENT_BYTES {
             return Err("frame index points outside the segments".into());
         }
-        frames.push(FrameRef::new(seq, segment, offset));
+        // Open does not rescan what a checkpoint covers: point reads check these frames' CRCs.
+        frames.push(FrameRef::new(seq, segment, offset).unchecked());
     }
     let segment_no = usize::try_from(r.varint()?).map_err(|_| "tail segment too large")?;
     let end_offset = r.varint()?;

@@ -15,10 +15,13 @@ use crate::store::Shared;
 /// The event at `seq`.
 pub(crate) fn event(shared: &Shared, seq: u64) -> Result<Event> {
     let located = shared.view.read().log.locate(seq);
-    let (segment, offset, _) = located.ok_or_else(|| Error::invalid("seq", format!("seq {seq} is not in the log")))?;
-    let ev = segment_set::read_event(&segment, offset, seq, &shared.dicts)?;
+    let at = located.ok_or_else(|| Error::invalid("seq", format!("seq {seq} is not in the log")))?;
+    let ev = segment_set::read_event(&at, seq, &shared.dicts)?;
     if ev.seq != seq {
-        return Err(Error::corruption(&segment.path, offset, format!("read seq {} where {seq} was expected", ev.seq)));
+        return Err(Error::corruption(&at.segment.path, at.offset, format!("read seq {} where {seq} was expected", ev.seq)));
+    }
+    if at.unchecked {
+        shared.view.write().log.mark_checked(at.position);
     }
     Ok(ev)
 }

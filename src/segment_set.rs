@@ -74,19 +74,45 @@ pub(crate) struct FrameRef {
     location: u64,
 }
 
+/// Set in a location whose frame has not had its CRC checked by this process (it came from a
+/// checkpoint, and open does not rescan what a checkpoint covers). A point read checks such a
+/// frame's CRC once; frames written or replayed by this process were checked already.
+const UNCHECKED: u64 = 1 << 63;
+
 impl FrameRef {
     pub(crate) fn new(base_seq: u64, segment: usize, offset: u64) -> Self {
-        debug_assert!(offset < MAX_SEGMENT_BYTES && segment < (1 << (64 - OFFSET_BITS)));
+        debug_assert!(offset < MAX_SEGMENT_BYTES && segment < (1 << (63 - OFFSET_BITS)));
         FrameRef { base_seq, location: ((segment as u64) << OFFSET_BITS) | offset }
     }
 
+    /// The same frame, marked as not CRC-checked yet.
+    pub(crate) fn unchecked(self) -> Self {
+        FrameRef { location: self.location | UNCHECKED, ..self }
+    }
+
+    pub(crate) fn is_unchecked(&self) -> bool {
+        self.location & UNCHECKED != 0
+    }
+
     pub(crate) fn segment(&self) -> usize {
-        (self.location >> OFFSET_BITS) as usize
+        ((self.location & !UNCHECKED) >> OFFSET_BITS) as usize
     }
 
     pub(crate) fn offset(&self) -> u64 {
         self.location & (MAX_SEGMENT_BYTES - 1)
     }
+}
+
+/// A frame found by [`SegmentSet::locate`].
+#[derive(Debug)]
+pub(crate) struct Located {
+    pub(crate) segment: Arc<SegmentHandle>,
+    pub(crate) offset: u64,
+    pub(crate) base_seq: u64,
+    /// Position in the frame index.
+    pub(crate) position: usize,
+    /// The frame's CRC has not been checked by this process yet.
+    pub(crate) unchecked: bool,
 }
 
 /// The segments of a store and the index of their committed frames.
@@ -97,11 +123,19 @@ pub(crate) struct SegmentSet {
 }
 
 impl SegmentSet {
-    /// The frame holding `seq`, as (segment, offset, frame's base seq).
-    pub(crate) fn locate(&self, seq: u64) -> Option<(Arc<SegmentHandle>, u64, u64)> {
-        let i = self.frames.partition_point(|f| f.base_seq <= seq).checked_sub(1)?;
-        let f = self.frames[i];
-        Some((self.segments.get(f.segment())?.clone(), f.offset(), f.base_seq))
+    /// The frame holding `seq`.
+    pub(crate) fn locate(&self, seq: u64) -> Option<Located> {
+        let position = self.frames.partition_point(|f| f.base_seq <= seq).checked_sub(1)?;
+        let f = self.frames[position];
+        let segment = self.segments.get(f.segment())?.clone();
+        Some(Located { segment, offset: f.offset(), base_seq: f.base_seq, position, unchecked: f.is_unchecked() })
+    }
+
+    /// Records that the frame at `position` passed its CRC check.
+    pub(crate) fn mark_checked(&mut self, position: usize) {
+        if let Some(f) = self.frames.get_mut(position) {
+            f.location &= !UNCHECKED;
+        }
     }
 
     /// The position in the frame index of the frame that holds `seq` (or of the first frame
@@ -141,15 +175,20 @@ pub(crate) fn to_event(rec: &RecordView<'_>, seq: u64, batch: u64, store: StoreI
 
 /// Reads the single event `seq` from the frame at `offset` of `segment`, decompressing only
 /// the chunk that holds it.
-pub(crate) fn read_event(segment: &SegmentHandle, offset: u64, seq: u64, dicts: &Dictionaries) -> Result<Event> {
+pub(crate) fn read_event(at: &Located, seq: u64, dicts: &Dictionaries) -> Result<Event> {
+    let (segment, offset) = (&at.segment, at.offset);
     let (bytes, header) = segment.frame_at(offset)?;
     let corrupt = |reason: String| Error::corruption(&segment.path, offset, reason);
     // The chunk CRC covers only a chunk's payload: the header and the chunk table, which say
-    // which seq each record is, are covered by the frame CRC alone. Without this check a
-    // damaged base_seq or record count would hand out one event's record as another's (a
-    // frame covered by a checkpoint is not checked at open, and mapped bytes can rot later).
-    if !frame::verify_crc(&bytes, segment.header.salt) {
+    // which seq each record is, are covered by the frame CRC alone. A frame this process has
+    // not checked (one covered by a checkpoint) gets its CRC checked before its header is
+    // trusted; checking every frame on every point read would cost a pass over a whole
+    // batch for one event.
+    if at.unchecked && !frame::verify_crc(&bytes, segment.header.salt) {
         return Err(corrupt("frame CRC mismatch".into()));
+    }
+    if header.base_seq != at.base_seq {
+        return Err(corrupt(format!("frame starts at seq {} but the index says {}", header.base_seq, at.base_seq)));
     }
     let entries = frame::chunk_table(&bytes, &header).map_err(|r| corrupt(r.into()))?;
     if seq < header.base_seq {
