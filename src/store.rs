@@ -246,7 +246,9 @@ impl Store {
             let view = self.shared.view.read();
             view.index.seq_of_id(id, view.next_seq)
         };
-        seq.map(|s| crate::read::event(&self.shared, s)).transpose()
+        // A generated-form id names a seq, but the event there may carry a caller-supplied
+        // id instead: then no event has this id.
+        Ok(seq.map(|s| crate::read::event(&self.shared, s)).transpose()?.filter(|ev| ev.id == id))
     }
 
     /// Makes every append so far durable (useful with `Durability::Interval` or `Never`).

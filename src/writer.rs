@@ -366,17 +366,27 @@ impl Writer {
             let view = shared.view.read();
             ids.iter().map(|id| view.index.seq_of_id(id, view.next_seq)).collect()
         };
-        let stored = seqs.iter().filter(|s| s.is_some()).count();
-        if stored == 0 {
+        // A generated-form id names a seq, but the event there may carry a caller-supplied
+        // id instead: then the id is not stored.
+        let mut stored = Vec::with_capacity(ids.len());
+        for (id, seq) in ids.iter().zip(seqs) {
+            if let Some(seq) = seq {
+                let ev = crate::read::event(shared, seq)?;
+                if ev.id == *id {
+                    stored.push(ev);
+                }
+            }
+        }
+        if stored.is_empty() {
             return Ok(None);
         }
-        if stored != batch.len() {
+        if stored.len() != batch.len() {
             return Err(Error::invalid(
                 "event id",
                 "some events of the batch are already stored and some are not; retry the original batch unchanged",
             ));
         }
-        seqs.into_iter().flatten().map(|seq| crate::read::event(shared, seq)).collect::<Result<Vec<_>>>().map(Some)
+        Ok(Some(stored))
     }
 
     fn timestamp_for(&self, ne: &NewEvent, batch_ts: i64, prev_ts: i64) -> Result<i64> {
