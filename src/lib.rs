@@ -33,6 +33,8 @@ mod event_query;
 mod fault_storage;
 mod format;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 mod merge_patch;
 mod mmap;

@@ -333,7 +333,12 @@ pub struct Harness {
 impl Harness {
     /// A fresh store in a temporary directory.
     pub fn new(options: Options) -> Harness {
-        let dir = tempfile::tempdir().expect("a temporary directory");
+        Self::new_in(&std::env::temp_dir(), options)
+    }
+
+    /// A fresh store in a temporary directory under `parent`.
+    pub fn new_in(parent: &std::path::Path, options: Options) -> Harness {
+        let dir = tempfile::tempdir_in(parent).expect("a temporary directory");
         let store = Store::open(dir.path(), options.clone()).expect("a new store opens");
         let store_id = store.store_id();
         Harness { dir, options, store: Some(store), model: Model::default(), store_id }
