@@ -148,7 +148,9 @@ pub fn reseal_segment(bytes: &mut [u8]) {
 /// lines up with the file.
 fn reseal_trailer(bytes: &mut [u8]) {
     let n = bytes.len();
-    if n < SEGMENT_HEADER_BYTES + segment::FOOTER_BYTES || &bytes[n - segment::FOOTER_BYTES..n - segment::FOOTER_BYTES + 8] != segment::TRAILER_MAGIC {
+    if n < SEGMENT_HEADER_BYTES + segment::FOOTER_BYTES
+        || &bytes[n - segment::FOOTER_BYTES..n - segment::FOOTER_BYTES + 8] != segment::TRAILER_MAGIC
+    {
         return;
     }
     let footer_at = n - segment::FOOTER_BYTES;

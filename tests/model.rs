@@ -74,7 +74,15 @@ fn query() -> impl Strategy<Value = QuerySpec> {
         prop_oneof![3 => Just(0u16), 1 => any::<u16>()],
         prop::option::weighted(0.4, 0u8..5),
     )
-        .prop_map(|(entity, pattern, actor, after, before, after_seq, limit)| QuerySpec { entity, pattern, actor, after, before, after_seq, limit })
+        .prop_map(|(entity, pattern, actor, after, before, after_seq, limit)| QuerySpec {
+            entity,
+            pattern,
+            actor,
+            after,
+            before,
+            after_seq,
+            limit,
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -124,9 +132,8 @@ fn env_u64(name: &str) -> Option<u64> {
 fn store_matches_the_model_step_by_step() {
     let long = std::env::var("STRATA_LONG").is_ok_and(|v| v == "1");
     let cases = env_u64("STRATA_MODEL_CASES").unwrap_or(if long { 5000 } else { 512 }) as u32;
-    let seed = env_u64("STRATA_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed = env_u64("STRATA_SEED")
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     println!("model: seed {seed} (replay with STRATA_SEED={seed}), {cases} cases");
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
@@ -160,7 +167,11 @@ fn batch_with_expected_versions_after_create_in_same_batch() {
     let create = Action::Create { kind: 0, data: serde_json::json!({"a": 1}) };
     let update = Action::Update { patch: serde_json::json!({"a": null, "b": {"x": 2}}), verb: Some(0) };
     let ops = vec![
-        Op::Batch(vec![plain_write(0, create), Write { expect: ExpectPick::Current, ..plain_write(0, update.clone()) }, plain_write(0, Action::Delete)]),
+        Op::Batch(vec![
+            plain_write(0, create),
+            Write { expect: ExpectPick::Current, ..plain_write(0, update.clone()) },
+            plain_write(0, Action::Delete),
+        ]),
         Op::Append(Write { expect: ExpectPick::Current, ..plain_write(0, update) }),
         Op::Reopen,
         Op::GetAsOf(0, TimePick::AtEvent(0, 0)),

@@ -27,7 +27,8 @@ fn write_store(dir: &Path, segment_size_bytes: u64) {
 }
 
 fn segments(dir: &Path) -> Vec<Vec<u8>> {
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
     names.sort();
     names.into_iter().map(|p| std::fs::read(p).unwrap()).collect()
 }

@@ -106,8 +106,13 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
-    let options =
-        Options { durability: Durability::Never, segment_size_bytes, snapshot_every_versions, train_dictionary: false, ..Options::default() };
+    let options = Options {
+        durability: Durability::Never,
+        segment_size_bytes,
+        snapshot_every_versions,
+        train_dictionary: false,
+        ..Options::default()
+    };
     let shm = std::path::Path::new("/dev/shm");
     let parent = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
     let mut harness = Harness::new_in(&parent, options);

@@ -47,12 +47,14 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(dir.path().join(name), seg).expect("write a segment");
     }
     if mode & 16 != 0 {
-        std::fs::write(dir.path().join(dictionary_file_name(FUZZ_DICT_ID)), dictionary_file(FUZZ_DICT_ID, fuzz_dictionary())).expect("write a dictionary");
+        std::fs::write(dir.path().join(dictionary_file_name(FUZZ_DICT_ID)), dictionary_file(FUZZ_DICT_ID, fuzz_dictionary()))
+            .expect("write a dictionary");
     }
     if mode & 32 != 0 {
         std::fs::write(dir.path().join("00000000000000000009.seg.tmp"), rest).expect("write a tmp file");
     }
-    let options = Options { durability: Durability::Never, recovery, train_dictionary: false, segment_size_bytes: 4096, ..Options::default() };
+    let options =
+        Options { durability: Durability::Never, recovery, train_dictionary: false, segment_size_bytes: 4096, ..Options::default() };
     let Ok(store) = Store::open(dir.path(), options.clone()) else { return };
     // Open replayed and checked every frame: reads of what it kept cannot fail.
     let events = store.events(&EventQuery::new()).expect("events() after a successful open");

@@ -371,7 +371,11 @@ impl Harness {
                 let current = self.model.current(id).map_or(0, |e| e.version);
                 let version = u64::from(*v) % (current + 2);
                 let got = self.store().get_version(id, version).map_err(|e| e.to_string())?;
-                same(&format!("get_version({id}, {version})"), got, self.model.fold(id, |ev| ev.version <= version).filter(|e| e.version == version))
+                same(
+                    &format!("get_version({id}, {version})"),
+                    got,
+                    self.model.fold(id, |ev| ev.version <= version).filter(|e| e.version == version),
+                )
             }
             Op::History(e) => {
                 let id = self.entity(*e);
@@ -437,7 +441,10 @@ impl Harness {
             let mut paged = Vec::new();
             let mut cursor = q.after_seq;
             loop {
-                let page = self.store().events(&ResolvedQuery { after_seq: cursor, limit: Some(n), ..copy(&q) }.to_query()).map_err(|e| e.to_string())?;
+                let page = self
+                    .store()
+                    .events(&ResolvedQuery { after_seq: cursor, limit: Some(n), ..copy(&q) }.to_query())
+                    .map_err(|e| e.to_string())?;
                 if page.len() > n {
                     return Err(format!("{label}: a page holds {} events, over its limit", page.len()));
                 }
