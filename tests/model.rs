@@ -1,6 +1,7 @@
 //! Model-based property test: random sequences of operations (creates, merge-patch updates
 //! with custom verbs, deletes, restores, atomic batches, idempotent retries, supplied
-//! timestamps and expected versions, every read path, checkpoints and reopens) run against a
+//! timestamps and expected versions, every read path, undo, batch undo, redo, rollback,
+//! checkpoints and reopens) run against a
 //! real store and a naive in-memory model (`tests/support/reference.rs`), compared step by
 //! step. A failing case is shrunk to a minimal sequence, printed with its seed, and becomes a
 //! named regression test below.
@@ -42,20 +43,36 @@ fn object() -> impl Strategy<Value = Value> {
 
 /// Mostly valid entities, now and then the invalid empty id (index 6).
 fn entity() -> impl Strategy<Value = u8> {
-    prop_oneof![30 => 0u8..6, 1 => Just(6u8)]
+    prop_oneof![40 => 0u8..4, 4 => 4u8..6, 1 => Just(6u8)]
+}
+
+/// A plain create of one of the first entities: cases start with a few, so that most later
+/// operations find something to work on.
+fn create(entity: u8) -> impl Strategy<Value = Op> {
+    (0u8..2, object(), prop::option::weighted(0.4, 0u8..3)).prop_map(move |(kind, data, actor)| {
+        Op::Append(Write {
+            entity,
+            action: Action::Create { kind, data },
+            actor,
+            id: None,
+            ts: TsPick::Auto,
+            expect: ExpectPick::No,
+            metadata: None,
+        })
+    })
 }
 
 fn write() -> impl Strategy<Value = Write> {
     let action = prop_oneof![
-        3 => (0u8..2, object()).prop_map(|(kind, data)| Action::Create { kind, data }),
-        5 => (object(), prop::option::weighted(0.4, 0u8..4)).prop_map(|(patch, verb)| Action::Update { patch, verb }),
+        2 => (0u8..2, object()).prop_map(|(kind, data)| Action::Create { kind, data }),
+        8 => (object(), prop::option::weighted(0.4, 0u8..4)).prop_map(|(patch, verb)| Action::Update { patch, verb }),
         1 => Just(Action::Delete),
         1 => Just(Action::Restore),
     ];
-    let id = prop::option::weighted(0.15, prop_oneof![6 => (0u8..4).prop_map(IdPick::Caller), 1 => (0u8..8).prop_map(IdPick::Generated)]);
-    let ts = prop_oneof![12 => Just(TsPick::Auto), 1 => (0u8..3).prop_map(TsPick::Stale), 2 => (0u8..4).prop_map(TsPick::Future)];
-    let expect = prop_oneof![6 => Just(ExpectPick::No), 3 => Just(ExpectPick::Current), 1 => (1u8..3).prop_map(ExpectPick::Off)];
-    let metadata = prop_oneof![8 => Just(None), 2 => Just(Some(true)), 1 => Just(Some(false))];
+    let id = prop::option::weighted(0.12, prop_oneof![6 => (0u8..4).prop_map(IdPick::Caller), 1 => (0u8..8).prop_map(IdPick::Generated)]);
+    let ts = prop_oneof![26 => Just(TsPick::Auto), 1 => (0u8..3).prop_map(TsPick::Stale), 3 => (0u8..4).prop_map(TsPick::Future)];
+    let expect = prop_oneof![12 => Just(ExpectPick::No), 7 => Just(ExpectPick::Current), 1 => (1u8..3).prop_map(ExpectPick::Off)];
+    let metadata = prop_oneof![20 => Just(None), 6 => Just(Some(true)), 1 => Just(Some(false))];
     (entity(), action, prop::option::weighted(0.4, 0u8..3), id, ts, expect, metadata)
         .prop_map(|(entity, action, actor, id, ts, expect, metadata)| Write { entity, action, actor, id, ts, expect, metadata })
 }
@@ -85,16 +102,25 @@ fn query() -> impl Strategy<Value = QuerySpec> {
         })
 }
 
+/// An event to undo by its position in the log; now and then an id that does not exist.
+fn undo_target() -> impl Strategy<Value = u16> {
+    prop_oneof![15 => 0u16..u16::MAX, 1 => Just(u16::MAX)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         12 => write().prop_map(Op::Append),
-        4 => prop::collection::vec(write(), 1..5).prop_map(Op::Batch),
+        4 => prop::collection::vec(write(), 1..4).prop_map(Op::Batch),
         3 => entity().prop_map(Op::Get),
         3 => (entity(), time_pick()).prop_map(|(e, t)| Op::GetAsOf(e, t)),
         2 => (entity(), any::<u8>()).prop_map(|(e, v)| Op::GetVersion(e, v)),
         2 => entity().prop_map(Op::History),
         1 => prop_oneof![(0u8..4).prop_map(IdPick::Caller), (0u8..40).prop_map(IdPick::Generated)].prop_map(Op::EventById),
         4 => query().prop_map(Op::Events),
+        3 => (undo_target(), prop::option::weighted(0.3, 0u8..3)).prop_map(|(k, a)| Op::Undo(k, a)),
+        1 => undo_target().prop_map(Op::CanUndo),
+        2 => (any::<u16>(), prop::option::weighted(0.3, 0u8..3)).prop_map(|(k, a)| Op::UndoBatch(k, a)),
+        2 => (entity(), time_pick(), prop::option::weighted(0.3, 0u8..3)).prop_map(|(e, t, a)| Op::Rollback(e, t, a)),
         1 => Just(Op::Checkpoint),
         1 => Just(Op::Reopen),
     ]
@@ -118,11 +144,18 @@ fn options() -> impl Strategy<Value = Options> {
 /// Runs `ops` step by step; the error names the failing step.
 fn run_case(options: Options, ops: &[Op]) -> Result<(), String> {
     let mut h = Harness::new(options);
-    for (i, op) in ops.iter().enumerate() {
-        h.run(op).map_err(|e| format!("step {i} ({op:?}): {e}"))?;
+    let result = ops.iter().enumerate().try_for_each(|(i, op)| h.run(op).map_err(|e| format!("step {i} ({op:?}): {e}")));
+    let mut totals = OUTCOMES.lock().unwrap();
+    for (k, n) in &h.outcomes {
+        *totals.entry(k.clone()).or_default() += n;
     }
+    drop(totals);
+    result?;
     h.check_all().map_err(|e| format!("after the last step: {e}"))
 }
+
+/// Outcome counts over every case run (shrinking included), for the summary.
+static OUTCOMES: std::sync::Mutex<std::collections::BTreeMap<String, u64>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
@@ -140,10 +173,17 @@ fn store_matches_the_model_step_by_step() {
     let config = Config { cases, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
     let started = std::time::Instant::now();
-    let strategy = (options(), prop::collection::vec(op(), 1..48));
+    let creates = [0u8, 1, 2, 3].map(|e| prop::option::weighted(0.85, create(e)));
+    let ops = (creates, prop::collection::vec(op(), 1..48)).prop_map(|(creates, ops)| creates.into_iter().flatten().chain(ops).collect::<Vec<_>>());
+    let strategy = (options(), ops);
     let result = runner.run(&strategy, |(options, ops)| run_case(options, &ops).map_err(TestCaseError::fail));
     match result {
-        Ok(()) => println!("model: {cases} cases passed in {:.1} s", started.elapsed().as_secs_f64()),
+        Ok(()) => {
+            println!("model: {cases} cases passed in {:.1} s; operations run:", started.elapsed().as_secs_f64());
+            for (k, n) in OUTCOMES.lock().unwrap().iter() {
+                println!("  {k}: {n}");
+            }
+        }
         Err(TestError::Fail(reason, (options, ops))) => {
             panic!("seed {seed}: minimal failing case\noptions: {options:?}\nops: {ops:#?}\n{reason}")
         }

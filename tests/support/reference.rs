@@ -139,7 +139,17 @@ pub enum Op {
     EventById(IdPick),
     /// `events`.
     Events(QuerySpec),
-    /// Checkpoint (a sync until checkpoints exist).
+    /// `undo` (or `undo_by` an actor) of event `k % len` (`u16::MAX`: an id that does not
+    /// exist).
+    Undo(u16, Option<u8>),
+    /// `can_undo` of event `k % len` (`u16::MAX`: an id that does not exist).
+    CanUndo(u16),
+    /// `undo_batch` (or `undo_batch_by`) of batch id `k % (len + 2)`: often the first seq of
+    /// a batch, sometimes the middle of one or nothing at all.
+    UndoBatch(u16, Option<u8>),
+    /// `rollback` (or `rollback_by`) of an entity to a point in time.
+    Rollback(u8, TimePick, Option<u8>),
+    /// `checkpoint`.
     Checkpoint,
     /// Close and open the store again.
     Reopen,
@@ -269,6 +279,138 @@ impl Model {
     }
 }
 
+/// One planned compensating event: the entity just before it, and the fields and deleted
+/// flag it must leave.
+#[derive(Debug)]
+struct Compensation {
+    entity: Entity,
+    state: Map<String, Value>,
+    deleted: bool,
+    metadata: Value,
+}
+
+impl Model {
+    /// The events an undo of `id` covers (none when no event has that id).
+    fn undo_events(&self, id: &str) -> Vec<Event> {
+        self.by_id(id).cloned().into_iter().collect()
+    }
+
+    fn undone(&self, ev: &Event) -> bool {
+        self.events.iter().any(|u| u.metadata.get("undoOf").and_then(Value::as_str) == Some(ev.id.as_str()))
+    }
+
+    /// The compensations that undo `events` (one event, or a batch in log order), last event
+    /// first, each against its entity as the later compensations leave it; `Err` when the
+    /// contract refuses: no such event, already undone, the entity deleted or restored since,
+    /// a field the event changed has changed since, or a null that a merge patch cannot
+    /// write back.
+    fn plan_undo(&self, events: &[Event]) -> Result<Vec<Compensation>, ()> {
+        if events.is_empty() || events.iter().any(|e| self.undone(e)) {
+            return Err(());
+        }
+        let mut planned: HashMap<String, Entity> = HashMap::new();
+        let mut plan = Vec::new();
+        for ev in events.iter().rev() {
+            let now = planned.remove(&ev.entity).or_else(|| self.current(&ev.entity)).ok_or(())?;
+            let before = self.fold(&ev.entity, |e| e.version < ev.version);
+            let after = self.fold(&ev.entity, |e| e.version <= ev.version).ok_or(())?;
+            if now.deleted && !after.deleted {
+                return Err(());
+            }
+            let flipped = before.as_ref().is_none_or(|b| b.deleted != after.deleted);
+            if flipped && after.deleted && !now.deleted {
+                return Err(());
+            }
+            let empty = Map::new();
+            let fields = model_changed_fields(before.as_ref().map_or(&empty, |b| &b.state), &after.state);
+            if fields.iter().any(|f| model_value_at(&now.state, f) != model_value_at(&after.state, f)) {
+                return Err(());
+            }
+            let (state, deleted) = match &before {
+                None => (now.state.clone(), true),
+                Some(b) => {
+                    let mut state = now.state.clone();
+                    for f in &fields {
+                        model_set_at(&mut state, f, model_value_at(&b.state, f).cloned());
+                    }
+                    if !reachable(&now.state, &state) {
+                        return Err(());
+                    }
+                    (state, if flipped { b.deleted } else { now.deleted })
+                }
+            };
+            let next = Entity { version: now.version + 1, state: state.clone(), deleted, ..now.clone() };
+            planned.insert(ev.entity.clone(), next);
+            let metadata = json!({"undoOf": ev.id, "undoType": ev.event_type});
+            plan.push(Compensation { entity: now, state, deleted, metadata });
+        }
+        Ok(plan)
+    }
+}
+
+/// The leaves where two states differ: objects on both sides compare key by key, anything
+/// else whole.
+fn model_changed_fields(from: &Map<String, Value>, to: &Map<String, Value>) -> Vec<Vec<String>> {
+    let mut keys: Vec<&String> = from.keys().chain(to.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        match (from.get(k), to.get(k)) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                out.extend(model_changed_fields(a, b).into_iter().map(|mut p| {
+                    p.insert(0, k.clone());
+                    p
+                }));
+            }
+            (a, b) if a != b => out.push(vec![k.clone()]),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn model_value_at<'a>(state: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let v = state.get(first)?;
+    if rest.is_empty() { Some(v) } else { model_value_at(v.as_object()?, rest) }
+}
+
+/// Writes back (`Some`) or removes (`None`) the value at `path`.
+fn model_set_at(state: &mut Map<String, Value>, path: &[String], value: Option<Value>) {
+    let Some((first, rest)) = path.split_first() else { return };
+    if rest.is_empty() {
+        match value {
+            Some(v) => state.insert(first.clone(), v),
+            None => state.remove(first),
+        };
+        return;
+    }
+    match (state.get_mut(first), value) {
+        (Some(Value::Object(inner)), value) => model_set_at(inner, rest, value),
+        (_, None) => {}
+        (_, Some(v)) => {
+            let mut inner = Map::new();
+            model_set_at(&mut inner, rest, Some(v));
+            state.insert(first.clone(), Value::Object(inner));
+        }
+    }
+}
+
+fn contains_null(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.values().any(contains_null),
+        _ => false,
+    }
+}
+
+/// Whether a merge patch can turn `from` into `to`: a patch never writes a null, so every
+/// place where they differ must hold no null in `to`.
+fn reachable(from: &Map<String, Value>, to: &Map<String, Value>) -> bool {
+    model_changed_fields(from, to).iter().all(|f| model_value_at(to, f).is_none_or(|v| !contains_null(v)))
+}
+
 struct ResolvedQuery {
     entity: Option<String>,
     pattern: Option<&'static str>,
@@ -328,6 +470,8 @@ pub struct Harness {
     store: Option<Store>,
     model: Model,
     store_id: StoreId,
+    /// How often each kind of operation succeeded or was refused (for coverage figures).
+    pub outcomes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Harness {
@@ -341,7 +485,7 @@ impl Harness {
         let dir = tempfile::tempdir_in(parent).expect("a temporary directory");
         let store = Store::open(dir.path(), options.clone()).expect("a new store opens");
         let store_id = store.store_id();
-        Harness { dir, options, store: Some(store), model: Model::default(), store_id }
+        Harness { dir, options, store: Some(store), model: Model::default(), store_id, outcomes: Default::default() }
     }
 
     fn store(&self) -> &Store {
@@ -354,6 +498,16 @@ impl Harness {
 
     /// Runs one operation and compares its outcome with the model's.
     pub fn run(&mut self, op: &Op) -> Result<(), String> {
+        let before = self.model.events.len();
+        let result = self.run_op(op);
+        let name = format!("{op:?}");
+        let name = name.split(['(', ' ']).next().unwrap_or("op");
+        let appended = if self.model.events.len() > before { "appended" } else { "no event" };
+        *self.outcomes.entry(format!("{name}: {appended}")).or_default() += 1;
+        result
+    }
+
+    fn run_op(&mut self, op: &Op) -> Result<(), String> {
         match op {
             Op::Append(w) => self.append(std::slice::from_ref(w), false),
             Op::Batch(ws) => self.append(ws, true),
@@ -387,7 +541,25 @@ impl Harness {
                 same(&format!("event({id})"), self.store().event(&id).map_err(|e| e.to_string())?, self.model.by_id(&id).cloned())
             }
             Op::Events(spec) => self.events(spec),
-            Op::Checkpoint => self.store().sync().map_err(|e| format!("sync: {e}")),
+            Op::Undo(k, actor) => self.undo(*k, *actor),
+            Op::CanUndo(k) => {
+                let id = self.undo_target(*k);
+                let want = self.model.plan_undo(&self.model.undo_events(&id)).is_ok();
+                let got = self.store().can_undo(&id).map_err(|e| format!("can_undo({id}): {e}"))?;
+                if got.can_undo != want {
+                    return Err(format!("can_undo({id}) is {got:?}, the model says {want}"));
+                }
+                Ok(())
+            }
+            Op::UndoBatch(k, actor) => self.undo_batch(*k, *actor),
+            Op::Rollback(e, pick, actor) => self.rollback(*e, *pick, *actor),
+            Op::Checkpoint => match self.store().checkpoint() {
+                Ok(Some(seq)) if seq != self.model.events.len() as u64 => {
+                    Err(format!("checkpoint covers seq {seq} but the log ends at {}", self.model.events.len()))
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("checkpoint: {e}")),
+            },
             Op::Reopen => {
                 drop(self.store.take());
                 let store = Store::open(self.dir.path(), self.options.clone()).map_err(|e| format!("reopen: {e}"))?;
@@ -398,6 +570,139 @@ impl Harness {
                 self.check_all()
             }
         }
+    }
+
+    fn undo_target(&self, k: u16) -> String {
+        match self.model.events.len() {
+            _ if k == u16::MAX => "no-such-event".to_string(),
+            0 => "no-such-event".to_string(),
+            n => self.model.events[usize::from(k) % n].id.clone(),
+        }
+    }
+
+    fn undo(&mut self, k: u16, actor: Option<u8>) -> Result<(), String> {
+        let id = self.undo_target(k);
+        let actor = actor.map(|a| ACTORS[usize::from(a) % ACTORS.len()]);
+        let plan = self.model.plan_undo(&self.model.undo_events(&id));
+        let got = match actor {
+            Some(a) => self.store().undo_by(&id, a),
+            None => self.store().undo(&id),
+        }
+        .map(|e| vec![e]);
+        self.check_compensations(&format!("undo({id})"), plan, got, actor)
+    }
+
+    fn undo_batch(&mut self, k: u16, actor: Option<u8>) -> Result<(), String> {
+        let batch = u64::from(k) % (self.model.events.len() as u64 + 2);
+        let actor = actor.map(|a| ACTORS[usize::from(a) % ACTORS.len()]);
+        let events: Vec<Event> = self.model.events.iter().filter(|e| e.batch == batch).cloned().collect();
+        let plan = self.model.plan_undo(&events);
+        let got = match actor {
+            Some(a) => self.store().undo_batch_by(batch, a),
+            None => self.store().undo_batch(batch),
+        };
+        self.check_compensations(&format!("undo_batch({batch})"), plan, got, actor)
+    }
+
+    fn rollback(&mut self, e: u8, pick: TimePick, actor: Option<u8>) -> Result<(), String> {
+        let (id, at) = (self.entity(e), self.model.time(pick));
+        let actor = actor.map(|a| ACTORS[usize::from(a) % ACTORS.len()]);
+        let label = format!("rollback({id}, {at:?})");
+        let got = match actor {
+            Some(a) => self.store().rollback_by(id, at, a),
+            None => self.store().rollback(id, at),
+        };
+        let Some(now) = self.model.current(id) else {
+            return match got {
+                Err(Error::NotFound { .. }) => Ok(()),
+                other => Err(format!("{label}: expected NotFound, got {other:?}")),
+            };
+        };
+        let (state, deleted) = match self.model.fold(id, |ev| ev.timestamp <= at) {
+            None => (now.state.clone(), true),
+            Some(then) => {
+                if !reachable(&now.state, &then.state) {
+                    return match got {
+                        Err(Error::InvalidInput { .. }) => Ok(()),
+                        other => Err(format!("{label}: the target state holds an unwritable null; expected InvalidInput, got {other:?}")),
+                    };
+                }
+                (then.state, then.deleted)
+            }
+        };
+        let got = got.map_err(|e| format!("{label}: expected success, got {} ({e})", error_kind(&e)))?;
+        if state == now.state && deleted == now.deleted {
+            return match got {
+                strata::RollbackOutcome::Unchanged => Ok(()),
+                other => Err(format!("{label}: the entity is already in its state at that time, but the store appended {other:?}")),
+            };
+        }
+        let Some(ev) = got.event().cloned() else {
+            return Err(format!("{label}: the state differs but the store appended nothing"));
+        };
+        let metadata = json!({"rollbackTo": at.to_rfc3339()});
+        let step = Compensation { entity: now, state, deleted, metadata };
+        self.check_compensations(&label, Ok(vec![step]), Ok(vec![ev]), actor)
+    }
+
+    /// Checks the events an undo, batch undo or rollback appended against the model's plan:
+    /// one per step, in order, in one new batch, each with the expected metadata and type and
+    /// leaving its entity exactly in the planned state.
+    fn check_compensations(
+        &mut self,
+        label: &str,
+        plan: Result<Vec<Compensation>, ()>,
+        got: strata::Result<Vec<Event>>,
+        actor: Option<&str>,
+    ) -> Result<(), String> {
+        let plan = match (plan, got) {
+            (Err(()), Err(Error::CannotUndo { .. })) => return Ok(()),
+            (Err(()), other) => return Err(format!("{label}: the model refuses, the store answered {other:?}")),
+            (Ok(_), Err(e)) => return Err(format!("{label}: the model expects success, got {} ({e})", error_kind(&e))),
+            (Ok(plan), Ok(got)) if plan.len() != got.len() => {
+                return Err(format!("{label}: the model plans {} events, the store appended {got:#?}", plan.len()));
+            }
+            (Ok(plan), Ok(got)) => plan.into_iter().zip(got).collect::<Vec<_>>(),
+        };
+        let base_seq = self.model.events.len() as u64 + 1;
+        let last_ts = self.model.last_ts();
+        for (i, (step, ev)) in plan.into_iter().enumerate() {
+            let verb = match (step.entity.deleted, step.deleted) {
+                (false, true) => "Deleted",
+                (true, false) => "Restored",
+                _ => "Updated",
+            };
+            let want = Event {
+                seq: base_seq + i as u64,
+                id: self.store_id.event_id(base_seq + i as u64),
+                event_type: format!("{}.{verb}", step.entity.kind),
+                entity: step.entity.id.clone(),
+                actor: actor.map(str::to_string),
+                timestamp: ev.timestamp,
+                version: step.entity.version + 1,
+                data: ev.data.clone(),
+                metadata: step.metadata.clone(),
+                batch: base_seq,
+                store: self.store_id,
+            };
+            if ev != want || ev.timestamp.as_micros() <= last_ts || !ev.data.is_object() {
+                return Err(format!("{label}: expected\n{want:#?}\n(after timestamp {last_ts}), got\n{ev:#?}"));
+            }
+            self.model.events.push(ev);
+            let after = self.model.current(&step.entity.id).expect("the entity exists");
+            if after.state != step.state || after.deleted != step.deleted {
+                return Err(format!(
+                    "{label}: event {} leaves {} as {:?} (deleted {}), the model expects {:?} (deleted {})",
+                    base_seq + i as u64,
+                    step.entity.id,
+                    after.state,
+                    after.deleted,
+                    step.state,
+                    step.deleted
+                ));
+            }
+        }
+        self.check_all()
     }
 
     fn id_text(&self, pick: IdPick) -> String {
@@ -481,7 +786,7 @@ impl Harness {
         };
         let label = format!("append{} of {} event(s)", if as_batch { "_batch" } else { "" }, writes.len());
         match (expected, got) {
-            (Expected::Err(kind), Err(e)) if error_kind(&e) == kind => {}
+            (Expected::Err(kind), Err(e)) if error_kind(&e) == kind => *self.outcomes.entry(format!("append refused: {kind}")).or_default() += 1,
             (Expected::Err(kind), Err(e)) => return Err(format!("{label}: expected {kind}, got {} ({e})", error_kind(&e))),
             (Expected::Err(kind), Ok(evs)) => return Err(format!("{label}: expected {kind}, got Ok({evs:#?})")),
             (_, Err(e)) => return Err(format!("{label}: expected success, got {} ({e})", error_kind(&e))),
