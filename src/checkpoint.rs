@@ -155,7 +155,11 @@ impl Checkpoint {
         if crc32fast::hash(stored) != header.body_crc {
             return Err((CHECKPOINT_HEADER_BYTES as u64, "checkpoint body CRC mismatch".into()));
         }
-        let body = zstd::stream::decode_all(stored)
+        // Decompress no more than the header announces (plus one byte, to tell a body that
+        // is too long): a small body can expand to any size, and raw_len is the checked bound.
+        let mut body = Vec::new();
+        zstd::stream::read::Decoder::new(stored)
+            .and_then(|d| std::io::Read::read_to_end(&mut std::io::Read::take(d, header.raw_len.saturating_add(1)), &mut body))
             .map_err(|e| (CHECKPOINT_HEADER_BYTES as u64, format!("checkpoint body does not decompress: {e}")))?;
         if body.len() as u64 != header.raw_len {
             return Err((40, "checkpoint body decompressed to the wrong length".into()));

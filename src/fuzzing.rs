@@ -222,3 +222,83 @@ pub fn sample_frame(count: usize, with_dictionary: bool) -> Vec<u8> {
     }
     out
 }
+
+/// The file name of the checkpoint covering the log up to `seq`.
+///
+/// ```
+/// assert_eq!(strata::fuzzing::checkpoint_file_name(7), "checkpoint-00000000000000000007.ckpt");
+/// ```
+pub fn checkpoint_file_name(seq: u64) -> String {
+    crate::format::checkpoint_file_name(seq)
+}
+
+/// Decodes a checkpoint file with the real decoder and builds the entity index from it, as
+/// open does before checking that the checkpoint fits the log. Returns the seq it covers.
+///
+/// ```
+/// assert!(strata::fuzzing::decode_checkpoint(b"STRATCKP").is_err());
+/// ```
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<u64, String> {
+    let mut cp = crate::checkpoint::Checkpoint::decode(bytes).map_err(|(offset, reason)| format!("at {offset}: {reason}"))?;
+    let index = crate::checkpoint::into_index(&mut cp, 4);
+    debug_assert!(index.snapshot_every > 0);
+    Ok(cp.seq)
+}
+
+/// The uncompressed body of a checkpoint file (for building a seed corpus), if its header
+/// parses and its body decompresses.
+///
+/// ```
+/// assert_eq!(strata::fuzzing::checkpoint_body(b"nothing"), None);
+/// ```
+pub fn checkpoint_body(bytes: &[u8]) -> Option<Vec<u8>> {
+    crate::checkpoint::parse_header(bytes).ok()?;
+    zstd::stream::decode_all(bytes.get(crate::checkpoint::CHECKPOINT_HEADER_BYTES..)?).ok()
+}
+
+/// A checkpoint file around an arbitrary uncompressed `body`, with a valid header (the
+/// layout of `checkpoint.rs`) and checksums, so that a fuzzer reaches the body decoder.
+///
+/// ```
+/// let file = strata::fuzzing::checkpoint_file(b"body", 3, 9);
+/// assert_eq!(strata::fuzzing::checkpoint_body(&file).as_deref(), Some(&b"body"[..]));
+/// ```
+pub fn checkpoint_file(body: &[u8], seq: u64, store_id: u64) -> Vec<u8> {
+    let stored = zstd::bulk::compress(body, 1).unwrap_or_default();
+    let mut out = Vec::with_capacity(crate::checkpoint::CHECKPOINT_HEADER_BYTES + stored.len());
+    out.extend_from_slice(crate::checkpoint::CHECKPOINT_MAGIC);
+    out.extend_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(crate::checkpoint::CHECKPOINT_HEADER_BYTES as u32).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&store_id.to_le_bytes());
+    out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.push(1); // zstd
+    out.extend_from_slice(&[0u8; 7]);
+    out.extend_from_slice(&crc32fast::hash(&stored).to_le_bytes());
+    let crc = crc32fast::hash(&out[..60]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&stored);
+    out
+}
+
+/// Rewrites a checkpoint file's body CRC and header CRC (and its announced body length) so
+/// that they match its content.
+///
+/// ```
+/// let mut bytes = vec![0u8; 8];
+/// strata::fuzzing::reseal_checkpoint(&mut bytes); // shorter than a header: unchanged
+/// assert_eq!(bytes, vec![0u8; 8]);
+/// ```
+pub fn reseal_checkpoint(bytes: &mut [u8]) {
+    let header_bytes = crate::checkpoint::CHECKPOINT_HEADER_BYTES;
+    if bytes.len() < header_bytes {
+        return;
+    }
+    let body_len = (bytes.len() - header_bytes) as u64;
+    bytes[32..40].copy_from_slice(&body_len.to_le_bytes());
+    let body_crc = crc32fast::hash(&bytes[header_bytes..]);
+    bytes[56..60].copy_from_slice(&body_crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+}

@@ -142,9 +142,8 @@ fn kill9_child_writer() {
         }
     }
     for op in 0u64.. {
-        if rng.chance(1) {
-            // Stands in for `store.checkpoint()` until checkpoints land on main.
-            store.sync().unwrap();
+        if rng.chance(2) {
+            store.checkpoint().unwrap_or_else(|e| panic!("child: checkpoint failed: {e}"));
         }
         let size = if rng.chance(60) { 1 } else { 2 + rng.below(5) as usize };
         let with_ids = rng.chance(25);
@@ -199,6 +198,10 @@ fn kill9_child_writer() {
 struct Stats {
     /// Kills that left the last segment sealed or without a frame: they landed in a roll.
     mid_roll: u64,
+    /// Kills after which a checkpoint was there to open from.
+    with_checkpoint: u64,
+    /// Kills that left a checkpoint half written (its temporary file).
+    mid_checkpoint: u64,
     /// Opens that cut a torn tail (the segments got shorter).
     torn_tails_cut: u64,
     /// Batches in flight at the kill that turned out wholly written.
@@ -346,6 +349,9 @@ fn check_after_kill(dir: &Path, ledger: &mut Ledger, stats: &mut Stats, seed: u6
     let ctx = format!("seed {seed} cycle {cycle}");
     let before = segment_bytes(dir);
     stats.mid_roll += u64::from(last_segment_mid_roll(dir));
+    let names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    stats.with_checkpoint += u64::from(names.iter().any(|n| n.ends_with(".ckpt")));
+    stats.mid_checkpoint += u64::from(names.iter().any(|n| n.ends_with(".ckpt.tmp")));
     let store = Store::open(dir, options()).unwrap_or_else(|e| panic!("{ctx}: the store does not open after kill -9: {e}"));
     stats.torn_tails_cut += u64::from(segment_bytes(dir) < before);
     let events = store.events(&EventQuery::new()).unwrap();
@@ -449,10 +455,12 @@ fn acknowledged_events_survive_kill_9() {
     }
     println!(
         "kill9: {cycles} kills, {acks_total} acknowledged events checked after every kill; in-flight batches whole {} / absent {}; \
-         {} kills inside a segment roll, {} torn tails cut; {:.1} s",
+         {} kills inside a segment roll, {} with a checkpoint to open from, {} inside a checkpoint write, {} torn tails cut; {:.1} s",
         stats.in_flight_present,
         stats.in_flight_absent,
         stats.mid_roll,
+        stats.with_checkpoint,
+        stats.mid_checkpoint,
         stats.torn_tails_cut,
         started.elapsed().as_secs_f64()
     );

@@ -174,7 +174,8 @@ fn store_matches_the_model_step_by_step() {
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
     let started = std::time::Instant::now();
     let creates = [0u8, 1, 2, 3].map(|e| prop::option::weighted(0.85, create(e)));
-    let ops = (creates, prop::collection::vec(op(), 1..48)).prop_map(|(creates, ops)| creates.into_iter().flatten().chain(ops).collect::<Vec<_>>());
+    let ops = (creates, prop::collection::vec(op(), 1..48))
+        .prop_map(|(creates, ops)| creates.into_iter().flatten().chain(ops).collect::<Vec<_>>());
     let strategy = (options(), ops);
     let result = runner.run(&strategy, |(options, ops)| run_case(options, &ops).map_err(TestCaseError::fail));
     match result {

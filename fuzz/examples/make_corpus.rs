@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::json;
-use strata::fuzzing::{FUZZ_SALT, frames_of_segment, reseal_frame, sample_frame};
+use strata::fuzzing::{FUZZ_SALT, checkpoint_body, frames_of_segment, reseal_frame, sample_frame};
 use strata::{Durability, NewEvent, Options, Store};
 
 /// Writes a small store: creates, updates with custom verbs, a delete, a batch.
@@ -73,6 +73,27 @@ fn main() {
     two.extend_from_slice(&rolled[1]);
     save("segment_open", "two-segments", &with_prefix(&[8, split], &two));
     save("segment_open", "salvage-garbage", &with_prefix(&[4, 0], &with_prefix(&active, &[0xAB; 96])));
+
+    // checkpoint_open: mode u8 (bit 0: raw body, bit 1: reseal) | bytes, from a store written
+    // like the target's template.
+    let cp_dir = tempfile::tempdir().unwrap();
+    {
+        let options = Options { durability: Durability::Never, segment_size_bytes: 1024, train_dictionary: false, ..Options::default() };
+        let store = Store::open(cp_dir.path(), options).unwrap();
+        for i in 0..12 {
+            store.append(NewEvent::create("Item", format!("i{i}"), json!({"n": i, "tag": "template"}))).unwrap();
+        }
+        for i in 0..12 {
+            store.append(NewEvent::update(format!("i{}", i % 3), json!({"n": 100 + i}))).unwrap();
+        }
+        store.checkpoint().unwrap();
+    }
+    let ckpt =
+        std::fs::read_dir(cp_dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "ckpt")).unwrap();
+    let ckpt = std::fs::read(ckpt).unwrap();
+    save("checkpoint_open", "file", &with_prefix(&[0], &ckpt));
+    save("checkpoint_open", "file-resealed", &with_prefix(&[2], &ckpt));
+    save("checkpoint_open", "raw-body", &with_prefix(&[1], &checkpoint_body(&ckpt).unwrap()));
 
     // api_ops: any bytes are a sequence of operations.
     save("api_ops", "creates", &[3, 0, 0, 0, 0, 1, 5, 2, 0, 9, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0]);

@@ -1,6 +1,6 @@
 //! API operation sequences checked against the reference model of `tests/model.rs`: the
-//! input bytes become a sequence of appends, batches, reads, listings, checkpoints and
-//! reopens, run against a real store and the naive model and compared step by step.
+//! input bytes become a sequence of appends, batches, reads, listings, undo, batch undo,
+//! rollback, checkpoints and reopens, run against a real store and the naive model and compared step by step.
 #![no_main]
 
 #[path = "../../tests/support/reference.rs"]
@@ -73,7 +73,14 @@ fn write(u: &mut Unstructured<'_>) -> Result<Write> {
 
 fn op(u: &mut Unstructured<'_>) -> Result<Op> {
     let entity = |u: &mut Unstructured<'_>| u.int_in_range(0..=6u8);
-    Ok(match u.int_in_range(0..=32u8)? {
+    let undo_target = |u: &mut Unstructured<'_>| -> Result<u16> { if u.ratio(1, 16)? { Ok(u16::MAX) } else { u.arbitrary() } };
+    let actor =
+        |u: &mut Unstructured<'_>| -> Result<Option<u8>> { if u.ratio(3, 10)? { Ok(Some(u.int_in_range(0..=2)?)) } else { Ok(None) } };
+    Ok(match u.int_in_range(0..=40u8)? {
+        33..=35 => Op::Undo(undo_target(u)?, actor(u)?),
+        36 => Op::CanUndo(undo_target(u)?),
+        37..=38 => Op::UndoBatch(u.arbitrary()?, actor(u)?),
+        39..=40 => Op::Rollback(entity(u)?, time_pick(u)?, actor(u)?),
         0..=11 => Op::Append(write(u)?),
         12..=15 => Op::Batch((0..u.int_in_range(1..=4u8)?).map(|_| write(u)).collect::<Result<_>>()?),
         16..=18 => Op::Get(entity(u)?),

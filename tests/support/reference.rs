@@ -786,7 +786,9 @@ impl Harness {
         };
         let label = format!("append{} of {} event(s)", if as_batch { "_batch" } else { "" }, writes.len());
         match (expected, got) {
-            (Expected::Err(kind), Err(e)) if error_kind(&e) == kind => *self.outcomes.entry(format!("append refused: {kind}")).or_default() += 1,
+            (Expected::Err(kind), Err(e)) if error_kind(&e) == kind => {
+                *self.outcomes.entry(format!("append refused: {kind}")).or_default() += 1
+            }
             (Expected::Err(kind), Err(e)) => return Err(format!("{label}: expected {kind}, got {} ({e})", error_kind(&e))),
             (Expected::Err(kind), Ok(evs)) => return Err(format!("{label}: expected {kind}, got Ok({evs:#?})")),
             (_, Err(e)) => return Err(format!("{label}: expected success, got {} ({e})", error_kind(&e))),
