@@ -193,7 +193,8 @@ fn store_matches_the_model_step_by_step() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Regression tests: failing cases found by the model test, kept by name.
+// Named cases: failing cases found by the model test (kept by name), and edge cases written
+// by hand.
 
 fn small_segments() -> Options {
     Options { segment_size_bytes: 300, snapshot_every_versions: 2, ..Options::default() }
@@ -203,6 +204,7 @@ fn plain_write(entity: u8, action: Action) -> Write {
     Write { entity, action, actor: None, id: None, ts: TsPick::Auto, expect: ExpectPick::No, metadata: None }
 }
 
+/// Expected versions inside a batch count the batch's own earlier events.
 #[test]
 fn batch_with_expected_versions_after_create_in_same_batch() {
     let create = Action::Create { kind: 0, data: serde_json::json!({"a": 1}) };
