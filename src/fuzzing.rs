@@ -80,9 +80,16 @@ pub fn decode_frame(bytes: &[u8], salt: u64) -> Result<Vec<Event>, String> {
     let seg_header = SegmentHeader { format_version: 1, base_seq: header.base_seq, store_id: store.0, salt, created_at: 0 };
     let mut file = seg_header.encode().to_vec();
     file.extend_from_slice(bytes);
-    let handle = SegmentHandle::new(PathBuf::from("fuzz.seg"), seg_header, Arc::new(FsStorage), Bytes::from(file));
+    let handle = Arc::new(SegmentHandle::new(PathBuf::from("fuzz.seg"), seg_header, Arc::new(FsStorage), Bytes::from(file)));
+    let at = segment_set::Located {
+        segment: handle,
+        offset: SEGMENT_HEADER_BYTES as u64,
+        base_seq: header.base_seq,
+        position: 0,
+        unchecked: true,
+    };
     for ev in &events {
-        match segment_set::read_event(&handle, SEGMENT_HEADER_BYTES as u64, ev.seq, dicts) {
+        match segment_set::read_event(&at, ev.seq, dicts) {
             Ok(point) => assert_eq!(&point, ev, "a point read disagrees with the whole-frame decode"),
             Err(e) => panic!("a point read of seq {} fails where the whole-frame decode succeeds: {e}", ev.seq),
         }

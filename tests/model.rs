@@ -1,7 +1,7 @@
 //! Model-based property test: random sequences of operations (creates, merge-patch updates
 //! with custom verbs, deletes, restores, atomic batches, idempotent retries, supplied
 //! timestamps and expected versions, every read path, undo, batch undo, redo, rollback,
-//! checkpoints and reopens) run against a
+//! checkpoints, reopens and, on simulated storage, power cuts) run against a
 //! real store and a naive in-memory model (`tests/support/reference.rs`), compared step by
 //! step. A failing case is shrunk to a minimal sequence, printed with its seed, and becomes a
 //! named regression test below.
@@ -123,6 +123,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (entity(), time_pick(), prop::option::weighted(0.3, 0u8..3)).prop_map(|(e, t, a)| Op::Rollback(e, t, a)),
         1 => Just(Op::Checkpoint),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
     ]
 }
 
@@ -142,8 +143,13 @@ fn options() -> impl Strategy<Value = Options> {
 }
 
 /// Runs `ops` step by step; the error names the failing step.
-fn run_case(options: Options, ops: &[Op]) -> Result<(), String> {
-    let mut h = Harness::new(options);
+/// Runs `ops` on real files, or on simulated storage (where `Op::Crash` cuts the power) when
+/// `simulated` holds its seed.
+fn run_case(options: Options, simulated: Option<u64>, ops: &[Op]) -> Result<(), String> {
+    let mut h = match simulated {
+        Some(seed) => Harness::new_simulated(options, seed),
+        None => Harness::new(options),
+    };
     let result = ops.iter().enumerate().try_for_each(|(i, op)| h.run(op).map_err(|e| format!("step {i} ({op:?}): {e}")));
     let mut totals = OUTCOMES.lock().unwrap();
     for (k, n) in &h.outcomes {
@@ -176,8 +182,8 @@ fn store_matches_the_model_step_by_step() {
     let creates = [0u8, 1, 2, 3].map(|e| prop::option::weighted(0.85, create(e)));
     let ops = (creates, prop::collection::vec(op(), 1..48))
         .prop_map(|(creates, ops)| creates.into_iter().flatten().chain(ops).collect::<Vec<_>>());
-    let strategy = (options(), ops);
-    let result = runner.run(&strategy, |(options, ops)| run_case(options, &ops).map_err(TestCaseError::fail));
+    let strategy = (options(), prop::option::of(any::<u64>()), ops);
+    let result = runner.run(&strategy, |(options, simulated, ops)| run_case(options, simulated, &ops).map_err(TestCaseError::fail));
     match result {
         Ok(()) => {
             println!("model: {cases} cases passed in {:.1} s; operations run:", started.elapsed().as_secs_f64());
@@ -185,8 +191,10 @@ fn store_matches_the_model_step_by_step() {
                 println!("  {k}: {n}");
             }
         }
-        Err(TestError::Fail(reason, (options, ops))) => {
-            panic!("seed {seed}: minimal failing case\noptions: {options:?}\nops: {ops:#?}\n{reason}")
+        Err(TestError::Fail(reason, (options, simulated, ops))) => {
+            panic!(
+                "seed {seed}: minimal failing case\noptions: {options:?}\nsimulated storage seed: {simulated:?}\nops: {ops:#?}\n{reason}"
+            )
         }
         Err(e) => panic!("seed {seed}: {e}"),
     }
@@ -219,7 +227,7 @@ fn batch_with_expected_versions_after_create_in_same_batch() {
         Op::Reopen,
         Op::GetAsOf(0, TimePick::AtEvent(0, 0)),
     ];
-    run_case(small_segments(), &ops).unwrap();
+    run_case(small_segments(), None, &ops).unwrap();
 }
 
 /// Found by the model test: seq 1 carries the caller id `req-0`; appending with the id the
@@ -233,5 +241,5 @@ fn generated_form_id_of_an_event_with_a_caller_id_is_not_stored() {
         Op::EventById(IdPick::Generated(0)),
         Op::Append(Write { id: Some(IdPick::Generated(0)), ..plain_write(0, create()) }),
     ];
-    run_case(small_segments(), &ops).unwrap();
+    run_case(small_segments(), None, &ops).unwrap();
 }

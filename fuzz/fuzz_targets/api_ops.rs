@@ -1,6 +1,7 @@
 //! API operation sequences checked against the reference model of `tests/model.rs`: the
 //! input bytes become a sequence of appends, batches, reads, listings, undo, batch undo,
-//! rollback, checkpoints and reopens, run against a real store and the naive model and compared step by step.
+//! rollback, checkpoints, reopens and power cuts (on simulated storage), run against a real
+//! store and the naive model and compared step by step.
 #![no_main]
 
 #[path = "../../tests/support/reference.rs"]
@@ -98,7 +99,13 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
             limit: if u.ratio(2, 5)? { Some(u.int_in_range(0..=4)?) } else { None },
         }),
         31 => Op::Checkpoint,
-        _ => Op::Reopen,
+        _ => {
+            if u.arbitrary()? {
+                Op::Reopen
+            } else {
+                Op::Crash
+            }
+        }
     })
 }
 
@@ -113,16 +120,16 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
+    let Ok(crash_seed) = u.arbitrary::<u64>() else { return };
+    // On simulated storage: in memory (fsyncs cost nothing), and a crash can be simulated.
     let options = Options {
-        durability: Durability::Never,
+        durability: Durability::Always,
         segment_size_bytes,
         snapshot_every_versions,
         train_dictionary: false,
         ..Options::default()
     };
-    let shm = std::path::Path::new("/dev/shm");
-    let parent = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
-    let mut harness = Harness::new_in(&parent, options);
+    let mut harness = Harness::new_simulated(options, crash_seed);
     for (i, op) in ops.iter().enumerate() {
         if let Err(e) = harness.run(op) {
             panic!("step {i} ({op:?}) of {ops:#?}:\n{e}");

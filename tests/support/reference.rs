@@ -2,7 +2,8 @@
 //! operations against a real store and the model and compares every answer.
 //!
 //! Shared by `tests/model.rs` (proptest generates the operations) and the `api_ops` fuzz
-//! target (libFuzzer's bytes become the operations). The model is written from the public
+//! target (libFuzzer's bytes become the operations). On simulated storage the harness can
+//! also cut the power (`Op::Crash`) and check that nothing acknowledged was lost. The model is written from the public
 //! contract, not from the engine's code: it keeps a plain list of events and folds it from
 //! scratch for every read, with its own merge patch and its own wildcard matcher.
 #![allow(dead_code)]
@@ -10,7 +11,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
-use strata::{Entity, Error, Event, EventQuery, NewEvent, Options, Store, StoreId, Timestamp};
+use strata::{Durability, Entity, Error, Event, EventQuery, FaultStorage, NewEvent, Options, Store, StoreId, Timestamp};
 
 /// The entity ids operations pick from; the last one is invalid (empty).
 pub const ENTITY_IDS: [&str; 7] = ["e0", "e1", "e2", "e3", "e4", "e5", ""];
@@ -153,7 +154,13 @@ pub enum Op {
     Checkpoint,
     /// Close and open the store again.
     Reopen,
+    /// On simulated storage with `Durability::Always`: cut the power with the store open,
+    /// then open it again (elsewhere, a reopen). Nothing acknowledged may be lost.
+    Crash,
 }
+
+/// Where a simulated store lives in its `FaultStorage`.
+const SIMULATED_DIR: &str = "/strata-model";
 
 /// A short name for an error's variant, to compare outcomes.
 pub fn error_kind(e: &Error) -> &'static str {
@@ -466,6 +473,9 @@ enum Expected {
 /// Runs operations against a real store and the model.
 pub struct Harness {
     dir: tempfile::TempDir,
+    /// The simulated storage the store lives on, if not the real file system: then a crash
+    /// can be simulated.
+    fault: Option<FaultStorage>,
     options: Options,
     store: Option<Store>,
     model: Model,
@@ -482,10 +492,30 @@ impl Harness {
 
     /// A fresh store in a temporary directory under `parent`.
     pub fn new_in(parent: &std::path::Path, options: Options) -> Harness {
-        let dir = tempfile::tempdir_in(parent).expect("a temporary directory");
-        let store = Store::open(dir.path(), options.clone()).expect("a new store opens");
-        let store_id = store.store_id();
-        Harness { dir, options, store: Some(store), model: Model::default(), store_id, outcomes: Default::default() }
+        Self::with_storage(tempfile::tempdir_in(parent).expect("a temporary directory"), None, options)
+    }
+
+    /// A fresh store on simulated storage (in memory, `strata::FaultStorage`), where
+    /// [`Op::Crash`] cuts the power: un-synced data and directory entries are lost, cut or
+    /// garbled as the storage's `seed` decides.
+    pub fn new_simulated(options: Options, seed: u64) -> Harness {
+        Self::with_storage(tempfile::tempdir().expect("a temporary directory"), Some(FaultStorage::new(seed)), options)
+    }
+
+    fn with_storage(dir: tempfile::TempDir, fault: Option<FaultStorage>, options: Options) -> Harness {
+        let mut h =
+            Harness { dir, fault, options, store: None, model: Model::default(), store_id: StoreId(0), outcomes: Default::default() };
+        let store = h.open().expect("a new store opens");
+        h.store_id = store.store_id();
+        h.store = Some(store);
+        h
+    }
+
+    fn open(&self) -> strata::Result<Store> {
+        match &self.fault {
+            Some(fault) => Store::open_with_storage(SIMULATED_DIR, self.options.clone(), std::sync::Arc::new(fault.clone())),
+            None => Store::open(self.dir.path(), self.options.clone()),
+        }
     }
 
     fn store(&self) -> &Store {
@@ -560,9 +590,21 @@ impl Harness {
                 Ok(_) => Ok(()),
                 Err(e) => Err(format!("checkpoint: {e}")),
             },
+            Op::Crash if self.fault.is_none() || self.options.durability != Durability::Always => self.run_op(&Op::Reopen),
+            Op::Crash => {
+                // The power goes while the store is open; everything acknowledged was synced.
+                let lost = self.fault.as_ref().map(FaultStorage::crash).unwrap_or_default();
+                drop(self.store.take());
+                let store = self.open().map_err(|e| format!("open after a crash ({lost}): {e}"))?;
+                if store.store_id() != self.store_id {
+                    return Err("open after a crash: the store id changed".into());
+                }
+                self.store = Some(store);
+                self.check_all().map_err(|e| format!("after a crash ({lost}): {e}"))
+            }
             Op::Reopen => {
                 drop(self.store.take());
-                let store = Store::open(self.dir.path(), self.options.clone()).map_err(|e| format!("reopen: {e}"))?;
+                let store = self.open().map_err(|e| format!("reopen: {e}"))?;
                 if store.store_id() != self.store_id {
                     return Err("reopen: the store id changed".into());
                 }
