@@ -8,17 +8,18 @@
 //! duration, `STRATA_SEED=S` fixes the seeds; thread interleaving still varies from run to
 //! run).
 
+#[path = "support/counting_storage.rs"]
+mod counting_storage;
+
 use std::collections::HashMap;
-use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use counting_storage::CountingStorage;
 use serde_json::{Value, json};
-use strata::{Durability, Event, EventQuery, FsStorage, NewEvent, Options, Storage, StorageFile, Store, Timestamp};
+use strata::{Durability, Event, EventQuery, NewEvent, Options, Store, Timestamp};
 
 const ACCOUNTS: usize = 10;
 const OPENING_BALANCE: i64 = 100;
@@ -284,73 +285,6 @@ fn readers_never_see_versions_go_back_or_half_a_batch() {
 // ---------------------------------------------------------------------------------------
 // Group commit.
 
-/// The real file system, counting `sync_data` calls.
-#[derive(Debug, Default)]
-struct CountingFs {
-    syncs: Arc<AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Arc<dyn StorageFile>,
-    syncs: Arc<AtomicU64>,
-}
-
-impl StorageFile for CountingFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner.read_exact_at(offset, buf)
-    }
-    fn append(&self, data: &[u8]) -> io::Result<()> {
-        self.inner.append(data)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
-
-impl CountingFs {
-    fn wrap(&self, inner: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
-        Arc::new(CountingFile { inner, syncs: self.syncs.clone() })
-    }
-}
-
-impl Storage for CountingFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        FsStorage.create_dir_all(dir)
-    }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        FsStorage.list_dir(dir)
-    }
-    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(self.wrap(FsStorage.open(path)?))
-    }
-    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(self.wrap(FsStorage.create_new(path)?))
-    }
-    fn read_all(&self, path: &Path) -> io::Result<Bytes> {
-        FsStorage.read_all(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        FsStorage.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        FsStorage.remove_file(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        FsStorage.sync_dir(dir)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
-        FsStorage.try_lock(path)
-    }
-}
-
 #[test]
 fn group_commit_acknowledges_every_concurrent_append() {
     const APPENDERS: usize = 8;
@@ -358,7 +292,7 @@ fn group_commit_acknowledges_every_concurrent_append() {
     let seed = seed_from_env();
     println!("group commit: seed {seed} (STRATA_SEED={seed}), {APPENDERS} appenders x {COMMITS_EACH} commits");
     let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(CountingFs::default());
+    let fs = Arc::new(CountingStorage::default());
     let syncs = fs.syncs.clone();
     let options = Options { durability: Durability::Always, train_dictionary: false, ..Options::default() };
     let store = Store::open_with_storage(dir.path(), options.clone(), fs).unwrap();

@@ -2,16 +2,17 @@
 //! monotonically growing store while appends go on (across segment rolls), and many
 //! threads appending durably are all acknowledged with dense seqs, sharing fsyncs.
 
+#[path = "support/counting_storage.rs"]
+mod counting_storage;
+
 use std::collections::{BTreeSet, HashMap};
-use std::io;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use bytes::Bytes;
+use counting_storage::CountingStorage;
 use serde_json::json;
-use strata::{Durability, Error, EventQuery, FsStorage, NewEvent, Options, Storage, StorageFile, Store};
+use strata::{Durability, Error, EventQuery, NewEvent, Options, Store};
 
 const BATCH: usize = 5;
 
@@ -97,73 +98,6 @@ fn readers_see_consistent_growing_state_while_appends_go_on() {
     }
     assert_eq!(store.get("counter").unwrap().unwrap().version, 1500);
     assert!(std::fs::read_dir(dir.path()).unwrap().count() > 5, "segments did not roll");
-}
-
-/// Wraps the real file system and counts `sync_data` calls.
-#[derive(Debug, Default)]
-struct CountingStorage {
-    syncs: Arc<AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Arc<dyn StorageFile>,
-    syncs: Arc<AtomicU64>,
-}
-
-impl StorageFile for CountingFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner.read_exact_at(offset, buf)
-    }
-    fn append(&self, data: &[u8]) -> io::Result<()> {
-        self.inner.append(data)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
-
-impl CountingStorage {
-    fn wrap(&self, inner: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
-        Arc::new(CountingFile { inner, syncs: self.syncs.clone() })
-    }
-}
-
-impl Storage for CountingStorage {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        FsStorage.create_dir_all(dir)
-    }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        FsStorage.list_dir(dir)
-    }
-    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(self.wrap(FsStorage.open(path)?))
-    }
-    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(self.wrap(FsStorage.create_new(path)?))
-    }
-    fn read_all(&self, path: &Path) -> io::Result<Bytes> {
-        FsStorage.read_all(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        FsStorage.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        FsStorage.remove_file(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        FsStorage.sync_dir(dir)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
-        FsStorage.try_lock(path)
-    }
 }
 
 #[test]
