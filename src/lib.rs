@@ -35,6 +35,7 @@ mod format;
 mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+mod group_commit;
 pub mod inspect;
 mod merge_patch;
 mod mmap;

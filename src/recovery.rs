@@ -558,6 +558,7 @@ fn finish_open(
         sampler: (options.train_dictionary && !has_dict).then(Sampler::default),
         next_dict_id: dict_ids.iter().max().copied().unwrap_or(0) + 1,
         dirty: false,
+        last_sync: std::time::Duration::ZERO,
         events_since_checkpoint: 0,
         bytes_since_checkpoint: 0,
     };
@@ -570,9 +571,7 @@ fn finish_open(
         dicts: Arc::new(dicts),
         view: RwLock::new(view),
         writer: Mutex::new(writer),
-        queue: Mutex::new(Vec::new()),
-        committed: parking_lot::Condvar::new(),
-        appenders: std::sync::atomic::AtomicUsize::new(0),
+        group: Default::default(),
         validators: RwLock::new(Default::default()),
         checkpointing: Mutex::new(()),
         background: Mutex::new(None),

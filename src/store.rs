@@ -15,11 +15,12 @@ use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::event::{Event, NewEvent, StoreId};
 use crate::event_query::EventQuery;
+use crate::group_commit::{self, GroupCommit};
 use crate::options::{Durability, Options};
 use crate::query::Query;
 use crate::storage::{FsStorage, Storage};
 use crate::timestamp::AsTimestamp;
-use crate::writer::{self, Pending, View, Writer};
+use crate::writer::{View, Writer};
 
 /// A before-append check registered for one kind: `(before, event, after)`.
 pub type Validator = Arc<dyn Fn(Option<&Entity>, &Event, &Entity) -> std::result::Result<(), String> + Send + Sync>;
@@ -36,11 +37,7 @@ pub(crate) struct Shared {
     pub(crate) dicts: Arc<Dictionaries>,
     pub(crate) view: RwLock<View>,
     pub(crate) writer: Mutex<Writer>,
-    pub(crate) queue: Mutex<Vec<Pending>>,
-    /// Signalled (under `queue`) when a leader has committed a group.
-    pub(crate) committed: parking_lot::Condvar,
-    /// Threads inside `append`/`append_batch` right now.
-    pub(crate) appenders: std::sync::atomic::AtomicUsize,
+    pub(crate) group: GroupCommit,
     pub(crate) validators: RwLock<Validators>,
     /// Held while a checkpoint is written (one at a time).
     pub(crate) checkpointing: Mutex<()>,
@@ -161,7 +158,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append(&self, event: NewEvent) -> Result<Event> {
-        let mut events = writer::submit(&self.shared, vec![event])?;
+        let mut events = group_commit::submit(&self.shared, vec![event])?;
         events.pop().ok_or_else(|| Error::invalid("batch", "internal: an append returned no event"))
     }
 
@@ -184,7 +181,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
-        writer::submit(&self.shared, events)
+        group_commit::submit(&self.shared, events)
     }
 
     /// The current state of an entity (deleted entities come back with `deleted = true`).

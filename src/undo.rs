@@ -42,7 +42,6 @@ use crate::merge_patch::{diff_patch, merge_patch};
 use crate::projection;
 use crate::store::Store;
 use crate::timestamp::Timestamp;
-use crate::writer;
 
 /// How many times an undo or rollback is planned and appended when a concurrent append to
 /// its entity makes the append fail with a version conflict.
@@ -146,7 +145,7 @@ pub(crate) fn append_planned(store: &Store, mut plan: impl FnMut() -> Result<Vec
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        match writer::submit(store.shared(), batch) {
+        match crate::group_commit::submit(store.shared(), batch) {
             Err(Error::VersionConflict { .. }) if attempt < MAX_ATTEMPTS => attempt += 1,
             outcome => return outcome,
         }

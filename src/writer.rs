@@ -13,7 +13,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::dictionary;
@@ -23,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::{self, Event, NewEvent, Operation, RESERVED_METADATA_KEYS, StoreId};
 use crate::format;
 use crate::frame::FrameEncoder;
+use crate::group_commit::{Pending, Slot};
 use crate::options::Durability;
 use crate::projection;
 use crate::record::{self, RecordView};
@@ -85,6 +85,8 @@ pub(crate) struct Writer {
     pub(crate) next_dict_id: u32,
     /// Data written since the last sync.
     pub(crate) dirty: bool,
+    /// How long the last sync of a commit took (group commit gathers for about that long).
+    pub(crate) last_sync: std::time::Duration,
     pub(crate) events_since_checkpoint: u64,
     pub(crate) bytes_since_checkpoint: u64,
 }
@@ -92,67 +94,6 @@ pub(crate) struct Writer {
 impl std::fmt::Debug for FrameEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrameEncoder").field("dict_id", &self.dict_id()).finish()
-    }
-}
-
-type Outcome = Result<Vec<Event>>;
-
-/// One queued batch and where its outcome goes.
-pub(crate) struct Pending {
-    batch: Vec<NewEvent>,
-    slot: Arc<Mutex<Option<Outcome>>>,
-}
-
-/// Appends `batch` atomically, group-committing with concurrent callers.
-pub(crate) fn submit(shared: &Arc<Shared>, batch: Vec<NewEvent>) -> Outcome {
-    let slot = Arc::new(Mutex::new(None));
-    shared.queue.lock().push(Pending { batch, slot: slot.clone() });
-    shared.appenders.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let outcome = lead_or_follow(shared, &slot);
-    shared.appenders.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    outcome
-}
-
-/// Waits for `slot`'s outcome, committing groups whenever this thread gets the writer lock.
-fn lead_or_follow(shared: &Arc<Shared>, slot: &Mutex<Option<Outcome>>) -> Outcome {
-    loop {
-        if let Some(outcome) = slot.lock().take() {
-            return outcome;
-        }
-        // Whoever gets the writer lock leads: it commits every batch queued at that moment.
-        if let Some(mut writer) = shared.writer.try_lock() {
-            // With other appenders around, let those just woken by the previous group's commit
-            // queue their next batch first: on few cores this turns many one-batch groups
-            // into one group. A lone appender does not pay for it.
-            if shared.appenders.load(std::sync::atomic::Ordering::Relaxed) > 1 {
-                std::thread::yield_now();
-            }
-            let group = std::mem::take(&mut *shared.queue.lock());
-            if group.is_empty() {
-                continue;
-            }
-            writer.commit_group(shared, group);
-            let o = &shared.options;
-            let checkpoint_due = (o.checkpoint_every_events > 0 && writer.events_since_checkpoint >= o.checkpoint_every_events)
-                || (o.checkpoint_every_bytes > 0 && writer.bytes_since_checkpoint >= o.checkpoint_every_bytes);
-            drop(writer);
-            // Followers wait for this signal, not for the writer lock: a follower whose batch
-            // was in this group returns now instead of queueing behind the next group's fsync.
-            let _queue = shared.queue.lock();
-            shared.committed.notify_all();
-            drop(_queue);
-            if checkpoint_due {
-                shared.start_background_checkpoint();
-            }
-            continue;
-        }
-        let mut queue = shared.queue.lock();
-        if slot.lock().is_some() || !shared.writer.is_locked() {
-            continue;
-        }
-        // The timeout covers the writer lock being released by someone other than a leader
-        // (sync, checkpoint, the interval flusher), who does not signal.
-        shared.committed.wait_for(&mut queue, std::time::Duration::from_millis(2));
     }
 }
 
@@ -169,7 +110,7 @@ struct Pendingstate {
 
 /// A batch that passed its checks, ready to encode.
 struct Prepared {
-    slot: Arc<Mutex<Option<Outcome>>>,
+    slot: Slot,
     events: Vec<Event>,
     payloads: Vec<Payload>,
 }
@@ -183,7 +124,19 @@ struct Payload {
 }
 
 impl Writer {
-    fn commit_group(&mut self, shared: &Shared, group: Vec<Pending>) {
+    /// How long the last sync of a commit took.
+    pub(crate) fn last_sync(&self) -> std::time::Duration {
+        self.last_sync
+    }
+
+    /// Whether enough has been appended since the last checkpoint to write one.
+    pub(crate) fn checkpoint_due(&self, o: &crate::options::Options) -> bool {
+        (o.checkpoint_every_events > 0 && self.events_since_checkpoint >= o.checkpoint_every_events)
+            || (o.checkpoint_every_bytes > 0 && self.bytes_since_checkpoint >= o.checkpoint_every_bytes)
+    }
+
+    /// Commits a group of queued batches (and any that must wait for a group of their own).
+    pub(crate) fn commit_group(&mut self, shared: &Shared, group: Vec<Pending>) {
         let deferred = self.commit_once(shared, group);
         if !deferred.is_empty() {
             self.commit_group(shared, deferred);
@@ -509,7 +462,9 @@ impl Writer {
             self.dirty = true;
         }
         if sync && self.dirty {
+            let started = std::time::Instant::now();
             self.active.file.sync_data().map_err(|e| Error::io(path, e))?;
+            self.last_sync = started.elapsed();
             self.dirty = false;
         }
         Ok(())
