@@ -40,27 +40,27 @@ impl StoreId {
     /// assert_eq!(strata::StoreId(1).event_id(7), "0000000000000001-7");
     /// ```
     pub fn event_id(self, seq: u64) -> String {
-        // Hand-rolled: this runs for every appended and every read event.
+        // Hand-rolled into a fixed buffer: this runs for every appended and every read event.
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = Vec::with_capacity(37);
-        for shift in (0..16).rev() {
-            out.push(HEX[((self.0 >> (shift * 4)) & 0xf) as usize]);
+        let mut buf = [0u8; 37];
+        for (i, b) in buf[..16].iter_mut().enumerate() {
+            *b = HEX[((self.0 >> ((15 - i) * 4)) & 0xf) as usize];
         }
-        out.push(b'-');
-        let mut digits = [0u8; 20];
+        buf[16] = b'-';
         let mut n = seq;
-        let mut i = digits.len();
+        let mut end = buf.len();
         loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
+            end -= 1;
+            buf[end] = b'0' + (n % 10) as u8;
             n /= 10;
             if n == 0 {
                 break;
             }
         }
-        out.extend_from_slice(&digits[i..]);
+        let digits = buf.len() - end;
+        buf.copy_within(end.., 17);
         // Only ASCII digits, hex letters and '-' were written.
-        String::from_utf8(out).unwrap_or_default()
+        std::str::from_utf8(&buf[..17 + digits]).map(str::to_owned).unwrap_or_default()
     }
 
     /// The seq of an id this store generated, if `id` is one.

@@ -19,17 +19,20 @@ pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) 
                 target.remove(key);
             }
             Value::Object(inner) => {
-                let slot = target.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
-                if !slot.is_object() {
-                    *slot = Value::Object(Map::new());
+                if !target.get(key).is_some_and(Value::is_object) {
+                    target.insert(key.clone(), Value::Object(Map::new()));
                 }
-                if let Value::Object(obj) = slot {
+                if let Some(Value::Object(obj)) = target.get_mut(key) {
                     merge_patch(obj, inner);
                 }
             }
-            other => {
-                target.insert(key.clone(), other.clone());
-            }
+            // Replacing a member in place keeps its key: no new key string to allocate.
+            other => match target.get_mut(key) {
+                Some(slot) => *slot = other.clone(),
+                None => {
+                    target.insert(key.clone(), other.clone());
+                }
+            },
         }
     }
 }

@@ -111,17 +111,48 @@ struct Pendingstate {
 /// A batch that passed its checks, ready to encode.
 struct Prepared {
     slot: Slot,
-    events: Vec<Event>,
-    payloads: Vec<Payload>,
+    batch: Checked,
 }
 
-/// An event's encoded JSON, ready to write.
+/// A checked batch: its events, and their data and metadata encoded as JSON.
+struct Checked {
+    events: Vec<Event>,
+    payloads: Vec<Payload>,
+    /// The JSON of every event of the batch, back to back (one buffer, not one per event).
+    json: Vec<u8>,
+}
+
+impl Checked {
+    /// The record of event `i`, as written to the log.
+    fn record(&self, i: usize) -> RecordView<'_> {
+        let (ev, payload) = (&self.events[i], &self.payloads[i]);
+        RecordView {
+            entity: &ev.entity,
+            event_type: &ev.event_type,
+            version: ev.version,
+            timestamp: ev.timestamp.as_micros(),
+            actor: ev.actor.as_deref(),
+            id: payload.caller_id.then_some(ev.id.as_str()),
+            data: &self.json[payload.data.clone()],
+            metadata: payload.metadata.clone().map(|m| &self.json[m]),
+        }
+    }
+
+    fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
+        (0..self.events.len()).map(|i| self.record(i))
+    }
+}
+
+/// Where an event's encoded JSON is in its batch's buffer.
 struct Payload {
-    data: Vec<u8>,
-    metadata: Option<Vec<u8>>,
+    data: std::ops::Range<usize>,
+    metadata: Option<std::ops::Range<usize>>,
     /// The id was supplied by the caller (and is stored); generated ids are not stored.
     caller_id: bool,
 }
+
+/// The writer's view of the entities a group touches, by id.
+type Overlay = HashMap<String, Pendingstate, foldhash::fast::RandomState>;
 
 impl Writer {
     /// How long the last sync of a commit took.
@@ -151,7 +182,7 @@ impl Writer {
             }
             return Vec::new();
         }
-        let mut overlay: HashMap<String, Pendingstate> = HashMap::new();
+        let mut overlay = Overlay::default();
         let mut group_ids: HashSet<String> = HashSet::new();
         let mut prepared = Vec::new();
         // One view of the validators for the whole group, so that every batch in it is
@@ -168,12 +199,12 @@ impl Writer {
             }
             let mut local = overlay.clone();
             match self.prepare(shared, &validators, p.batch, &mut local, &group_ids) {
-                Ok(Ok((events, payloads))) => {
+                Ok(Ok(batch)) => {
                     overlay = local;
                     group_ids.extend(ids);
-                    self.next_seq += events.len() as u64;
-                    self.last_ts = self.last_ts.max(events.iter().map(|e| e.timestamp.as_micros()).max().unwrap_or(i64::MIN));
-                    prepared.push(Prepared { slot: p.slot, events, payloads });
+                    self.next_seq += batch.events.len() as u64;
+                    self.last_ts = self.last_ts.max(batch.events.iter().map(|e| e.timestamp.as_micros()).max().unwrap_or(i64::MIN));
+                    prepared.push(Prepared { slot: p.slot, batch });
                 }
                 Ok(Err(existing)) => *p.slot.lock() = Some(Ok(existing)),
                 Err(e) => *p.slot.lock() = Some(Err(e)),
@@ -188,21 +219,20 @@ impl Writer {
                 let mut view = shared.view.write();
                 for (p, frame) in prepared.iter().zip(frames) {
                     view.log.frames.push(frame);
-                    for (ev, payload) in p.events.iter().zip(&p.payloads) {
-                        let rec = record_view(ev, payload);
+                    for (ev, rec) in p.batch.events.iter().zip(p.batch.records()) {
                         if let Err(reason) = view.index.apply_record(ev.seq, &rec, ev.seq + 1, true) {
                             // The checks above make this unreachable; refuse further writes
                             // rather than continue with an index that disagrees with the log.
                             self.poisoned = Some(format!("internal: index rejected a checked event: {reason}"));
                         }
-                        view.index.apply_state(&ev.entity, &ev.event_type, projection::data_object(&ev.data));
+                        view.index.apply_state(&ev.entity, projection::data_object(&ev.data));
                     }
                 }
                 view.next_seq = self.next_seq;
                 view.last_ts = self.last_ts;
                 drop(view);
                 for p in prepared {
-                    *p.slot.lock() = Some(Ok(p.events));
+                    *p.slot.lock() = Some(Ok(p.batch.events));
                 }
             }
             Err(e) => {
@@ -227,9 +257,9 @@ impl Writer {
         shared: &Shared,
         validators: &crate::store::Validators,
         batch: Vec<NewEvent>,
-        overlay: &mut HashMap<String, Pendingstate>,
+        overlay: &mut Overlay,
         group_ids: &HashSet<String>,
-    ) -> Result<Result<(Vec<Event>, Vec<Payload>), Vec<Event>>> {
+    ) -> Result<Result<Checked, Vec<Event>>> {
         if batch.is_empty() {
             return Err(Error::invalid("batch", "a batch needs at least one event"));
         }
@@ -242,12 +272,17 @@ impl Writer {
         let mut events = Vec::with_capacity(batch.len());
         let mut batch_bytes = 0usize;
         let mut payloads = Vec::with_capacity(batch.len());
-        for (i, ne) in batch.into_iter().enumerate() {
+        let mut json = Vec::with_capacity(batch.len() * 128);
+        let indexed = self.indexed_states(shared, &batch, overlay);
+        for (i, (ne, indexed)) in batch.into_iter().zip(indexed).enumerate() {
             let seq = self.next_seq + i as u64;
             let ts = self.timestamp_for(&ne, batch_ts, prev_ts)?;
             prev_ts = ts;
             check_fields(&ne, store)?;
-            let current = self.entity_state(shared, overlay, &ne.entity)?;
+            let current = match overlay.get(&ne.entity) {
+                Some(s) => Some(s.clone()),
+                None => indexed,
+            };
             let (kind, version) = check_operation(&ne, current.as_ref())?;
             let verb = match (ne.op, &ne.verb) {
                 (Operation::Create, _) => "Created",
@@ -275,13 +310,13 @@ impl Writer {
                 batch: self.next_seq,
                 store,
             };
-            let data = serde_json::to_vec(&ev.data).map_err(|e| Error::invalid("data", e.to_string()))?;
+            let data = append_json(&mut json, &ev.data).map_err(|e| Error::invalid("data", e.to_string()))?;
             let meta = if has_metadata {
-                Some(serde_json::to_vec(&ev.metadata).map_err(|e| Error::invalid("metadata", e.to_string()))?)
+                Some(append_json(&mut json, &ev.metadata).map_err(|e| Error::invalid("metadata", e.to_string()))?)
             } else {
                 None
             };
-            let size = data.len() + meta.as_ref().map_or(0, Vec::len) + ev.entity.len() + ev.event_type.len() + 32;
+            let size = data.len() + meta.as_ref().map_or(0, |m| m.len()) + ev.entity.len() + ev.event_type.len() + 32;
             if size > shared.options.max_event_bytes {
                 return Err(Error::TooLarge { entity: ev.entity.clone(), size, limit: shared.options.max_event_bytes });
             }
@@ -299,7 +334,7 @@ impl Writer {
             events.push(ev);
             payloads.push(Payload { data, metadata: meta, caller_id });
         }
-        Ok(Ok((events, payloads)))
+        Ok(Ok(Checked { events, payloads, json }))
     }
 
     /// Returns the stored events when every event of the batch names an id already stored.
@@ -359,18 +394,24 @@ impl Writer {
         }
     }
 
-    /// The entity as the group sees it: the overlay, else the index.
-    fn entity_state(&self, shared: &Shared, overlay: &HashMap<String, Pendingstate>, id: &str) -> Result<Option<Pendingstate>> {
-        if let Some(s) = overlay.get(id) {
-            return Ok(Some(s.clone()));
-        }
+    /// The entities of `batch` as the index has them, for those the group has not touched
+    /// yet (one read lock for the whole batch).
+    fn indexed_states(&self, shared: &Shared, batch: &[NewEvent], overlay: &Overlay) -> Vec<Option<Pendingstate>> {
         let view = shared.view.read();
-        Ok(view.index.entities.get(id).map(|e| Pendingstate {
-            kind: e.kind.clone(),
-            version: e.version(),
-            deleted: e.deleted,
-            state: None,
-        }))
+        batch
+            .iter()
+            .map(|ne| {
+                if overlay.contains_key(&ne.entity) {
+                    return None;
+                }
+                view.index.entities.get(ne.entity.as_str()).map(|e| Pendingstate {
+                    kind: e.kind.clone(),
+                    version: e.version(),
+                    deleted: e.deleted,
+                    state: None,
+                })
+            })
+            .collect()
     }
 
     /// The entity after `ev`, running the validators of its kind. The full state is
@@ -421,8 +462,9 @@ impl Writer {
         let mut buf = Vec::new();
         let mut refs = Vec::with_capacity(prepared.len());
         for p in prepared {
-            let views: Vec<RecordView<'_>> = p.events.iter().zip(&p.payloads).map(|(e, p)| record_view(e, p)).collect();
-            let base_seq = p.events[0].seq;
+            let views: Vec<RecordView<'_>> = p.batch.records().collect();
+            let events = &p.batch.events;
+            let base_seq = events[0].seq;
             let mut start = buf.len();
             let mut raw = self.encode(&mut buf, base_seq, &views)?;
             let has_frames = !self.active.frames.is_empty();
@@ -439,11 +481,11 @@ impl Writer {
             let offset = self.active.len + start as u64;
             refs.push(FrameRef::new(base_seq, self.active.segment_no, offset));
             self.active.frames.push((base_seq, offset));
-            self.active.next_seq = base_seq + p.events.len() as u64;
-            self.active.min_ts = self.active.min_ts.min(p.events[0].timestamp.as_micros());
-            self.active.max_ts = self.active.max_ts.max(p.events.last().map_or(i64::MIN, |e| e.timestamp.as_micros()));
+            self.active.next_seq = base_seq + events.len() as u64;
+            self.active.min_ts = self.active.min_ts.min(events[0].timestamp.as_micros());
+            self.active.max_ts = self.active.max_ts.max(events.last().map_or(i64::MIN, |e| e.timestamp.as_micros()));
             self.active.raw_bytes += raw as u64;
-            self.events_since_checkpoint += p.events.len() as u64;
+            self.events_since_checkpoint += events.len() as u64;
             self.sample();
         }
         let sync = shared.options.durability == Durability::Always;
@@ -555,18 +597,11 @@ impl Writer {
     }
 }
 
-/// The record view of a checked event and its encoded payloads.
-fn record_view<'a>(ev: &'a Event, payload: &'a Payload) -> RecordView<'a> {
-    RecordView {
-        entity: &ev.entity,
-        event_type: &ev.event_type,
-        version: ev.version,
-        timestamp: ev.timestamp.as_micros(),
-        actor: ev.actor.as_deref(),
-        id: payload.caller_id.then_some(ev.id.as_str()),
-        data: &payload.data,
-        metadata: payload.metadata.as_deref(),
-    }
+/// Appends `value` as JSON to `buf`; returns where it is.
+fn append_json(buf: &mut Vec<u8>, value: &Value) -> serde_json::Result<std::ops::Range<usize>> {
+    let start = buf.len();
+    serde_json::to_writer(&mut *buf, value)?;
+    Ok(start..buf.len())
 }
 
 /// Checks the caller-supplied fields of an event.
