@@ -559,6 +559,7 @@ fn finish_open(
         next_dict_id: dict_ids.iter().max().copied().unwrap_or(0) + 1,
         dirty: false,
         last_sync: std::time::Duration::ZERO,
+        json_buffers: Default::default(),
         events_since_checkpoint: 0,
         bytes_since_checkpoint: 0,
     };

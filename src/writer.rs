@@ -73,6 +73,28 @@ pub(crate) struct Sampler {
     sizes: Vec<usize>,
 }
 
+/// A few byte buffers kept for reuse, so that a stream of big batches does not allocate
+/// (and fault in) a fresh buffer for each.
+#[derive(Debug, Default)]
+pub(crate) struct BufferPool(Vec<Vec<u8>>);
+
+impl BufferPool {
+    /// At most this many buffers are kept, none bigger than `MAX_KEPT_BYTES`.
+    const MAX_KEPT: usize = 8;
+    const MAX_KEPT_BYTES: usize = 4 << 20;
+
+    fn take(&mut self) -> Vec<u8> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn put(&mut self, mut buf: Vec<u8>) {
+        if self.0.len() < Self::MAX_KEPT && buf.capacity() <= Self::MAX_KEPT_BYTES {
+            buf.clear();
+            self.0.push(buf);
+        }
+    }
+}
+
 /// The single writer's state, behind the writer lock.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -87,6 +109,8 @@ pub(crate) struct Writer {
     pub(crate) dirty: bool,
     /// How long the last sync of a commit took (group commit gathers for about that long).
     pub(crate) last_sync: std::time::Duration,
+    /// Buffers for batches' JSON, reused from group to group.
+    pub(crate) json_buffers: BufferPool,
     pub(crate) events_since_checkpoint: u64,
     pub(crate) bytes_since_checkpoint: u64,
 }
@@ -152,7 +176,8 @@ struct Payload {
 }
 
 /// The writer's view of the entities a group touches, by id.
-type Overlay = HashMap<String, Pendingstate, foldhash::fast::RandomState>;
+/// Keys are the index's own `Arc<str>` ids where the entity exists: no allocation per event.
+type Overlay = HashMap<Arc<str>, Pendingstate, foldhash::fast::RandomState>;
 
 impl Writer {
     /// How long the last sync of a commit took.
@@ -232,6 +257,7 @@ impl Writer {
                 view.last_ts = self.last_ts;
                 drop(view);
                 for p in prepared {
+                    self.json_buffers.put(p.batch.json);
                     *p.slot.lock() = Some(Ok(p.batch.events));
                 }
             }
@@ -272,16 +298,16 @@ impl Writer {
         let mut events = Vec::with_capacity(batch.len());
         let mut batch_bytes = 0usize;
         let mut payloads = Vec::with_capacity(batch.len());
-        let mut json = Vec::with_capacity(batch.len() * 128);
+        let mut json = self.json_buffers.take();
         let indexed = self.indexed_states(shared, &batch, overlay);
         for (i, (ne, indexed)) in batch.into_iter().zip(indexed).enumerate() {
             let seq = self.next_seq + i as u64;
             let ts = self.timestamp_for(&ne, batch_ts, prev_ts)?;
             prev_ts = ts;
             check_fields(&ne, store)?;
-            let current = match overlay.get(&ne.entity) {
-                Some(s) => Some(s.clone()),
-                None => indexed,
+            let (key, current) = match overlay.get_key_value(ne.entity.as_str()) {
+                Some((key, state)) => (Some(key.clone()), Some(state.clone())),
+                None => indexed.map_or((None, None), |(key, state)| (Some(key), Some(state))),
             };
             let (kind, version) = check_operation(&ne, current.as_ref())?;
             let verb = match (ne.op, &ne.verb) {
@@ -330,7 +356,7 @@ impl Writer {
                 ));
             }
             let next = self.next_state(shared, validators, current, &ev)?;
-            overlay.insert(ev.entity.clone(), next);
+            overlay.insert(key.unwrap_or_else(|| Arc::from(ev.entity.as_str())), next);
             events.push(ev);
             payloads.push(Payload { data, metadata: meta, caller_id });
         }
@@ -396,19 +422,16 @@ impl Writer {
 
     /// The entities of `batch` as the index has them, for those the group has not touched
     /// yet (one read lock for the whole batch).
-    fn indexed_states(&self, shared: &Shared, batch: &[NewEvent], overlay: &Overlay) -> Vec<Option<Pendingstate>> {
+    fn indexed_states(&self, shared: &Shared, batch: &[NewEvent], overlay: &Overlay) -> Vec<Option<(Arc<str>, Pendingstate)>> {
         let view = shared.view.read();
         batch
             .iter()
             .map(|ne| {
-                if overlay.contains_key(&ne.entity) {
+                if overlay.contains_key(ne.entity.as_str()) {
                     return None;
                 }
-                view.index.entities.get(ne.entity.as_str()).map(|e| Pendingstate {
-                    kind: e.kind.clone(),
-                    version: e.version(),
-                    deleted: e.deleted,
-                    state: None,
+                view.index.entities.get_key_value(ne.entity.as_str()).map(|(id, e)| {
+                    (id.clone(), Pendingstate { kind: e.kind.clone(), version: e.version(), deleted: e.deleted, state: None })
                 })
             })
             .collect()
