@@ -29,6 +29,11 @@ pub const MAX_DICT_BYTES: u32 = 1 << 20;
 pub(crate) const DICT_TARGET_BYTES: usize = 16 << 10;
 /// Train once this many records have been sampled.
 pub(crate) const DICT_TRAIN_RECORDS: usize = 2000;
+/// Train once this many bytes have been sampled. Training time grows with the samples
+/// (about 70 ms for 500 KiB here, on the write path), while the dictionary stops improving
+/// well before: capped at 128 KiB, a bulk-loaded CRM store took 23.9 bytes per event, the
+/// same as with 500 KiB of samples, and training cost 0.4x the time.
+pub(crate) const DICT_TRAIN_MAX_SAMPLE_BYTES: usize = 128 << 10;
 
 /// The file name of dictionary `id`.
 pub fn dict_file_name(id: u32) -> String {

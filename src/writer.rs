@@ -586,7 +586,7 @@ impl Writer {
             // One sample per chunk-sized piece, so that a store written in big batches
             // trains a dictionary as soon as one written event by event.
             for piece in self.encoder.last_raw().chunks(crate::frame::CHUNK_TARGET_RAW_BYTES) {
-                if s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS * 2 {
+                if s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS * 2 || s.bytes.len() >= dictionary::DICT_TRAIN_MAX_SAMPLE_BYTES {
                     break;
                 }
                 s.bytes.extend_from_slice(piece);
@@ -600,6 +600,7 @@ impl Writer {
         let ready = self.sampler.as_ref().is_some_and(|s| {
             s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS / 8 && s.bytes.len() >= 64 << 10
                 || s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS
+                || s.bytes.len() >= dictionary::DICT_TRAIN_MAX_SAMPLE_BYTES
         });
         if !ready {
             return Ok(());
