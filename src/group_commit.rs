@@ -1,9 +1,10 @@
 //! Group commit: appenders queue their batches, and whichever of them gets the writer lock
 //! (the leader) commits every batch queued at that moment with one write and one fsync.
 //!
-//! Followers wait on a condition variable, not on the writer lock, so that a follower whose
-//! batch was in a group returns as soon as that group is durable instead of queueing behind
-//! the next group's fsync.
+//! Each appender waits on its own slot: the leader fills the slot and wakes that one thread
+//! (`Thread::unpark`), so the threads of a group wake in parallel instead of one after the
+//! other through a shared mutex, and none waits for the next group's fsync. When the leader
+//! is done and batches are still queued, it wakes the first of their appenders to lead next.
 //!
 //! With durable appends and several appenders, a leader first *gathers*: it waits, for at
 //! most about one fsync's time, until every thread inside `append` has queued its batch.
@@ -14,6 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -26,13 +28,32 @@ use crate::store::Shared;
 /// The outcome of one appended batch.
 pub(crate) type Outcome = Result<Vec<Event>>;
 
-/// Where a batch's outcome is delivered.
-pub(crate) type Slot = Arc<Mutex<Option<Outcome>>>;
+/// Where a batch's outcome is delivered, and the thread waiting for it.
+pub(crate) struct Slot {
+    outcome: Mutex<Option<Outcome>>,
+    waiter: Thread,
+}
+
+impl Slot {
+    fn new() -> Arc<Slot> {
+        Arc::new(Slot { outcome: Mutex::new(None), waiter: std::thread::current() })
+    }
+
+    /// Delivers the batch's outcome and wakes its appender.
+    pub(crate) fn fill(&self, outcome: Outcome) {
+        *self.outcome.lock() = Some(outcome);
+        self.waiter.unpark();
+    }
+
+    fn take(&self) -> Option<Outcome> {
+        self.outcome.lock().take()
+    }
+}
 
 /// One queued batch and where its outcome goes.
 pub(crate) struct Pending {
     pub(crate) batch: Vec<NewEvent>,
-    pub(crate) slot: Slot,
+    pub(crate) slot: Arc<Slot>,
 }
 
 /// The shortest and longest a leader gathers: at least long enough for a woken thread to be
@@ -40,12 +61,15 @@ pub(crate) struct Pending {
 const GATHER_MIN: Duration = Duration::from_micros(20);
 const GATHER_MAX: Duration = Duration::from_millis(2);
 
+/// How long a waiting appender sleeps before it checks again on its own. Leaders wake
+/// appenders explicitly; this covers the writer lock being released by someone who does not
+/// (sync, checkpoint, the interval flusher).
+const RECHECK: Duration = Duration::from_millis(2);
+
 /// The queue of batches waiting to be committed and the signals around it.
 #[derive(Default)]
 pub(crate) struct GroupCommit {
     queue: Mutex<Vec<Pending>>,
-    /// Signalled (under `queue`) when a leader has committed a group.
-    committed: Condvar,
     /// Signalled (under `queue`) when a batch is queued while a leader gathers.
     arrived: Condvar,
     /// A leader is waiting for more batches.
@@ -75,12 +99,19 @@ impl GroupCommit {
         }
         self.gathering.store(false, Ordering::Relaxed);
     }
+
+    /// Wakes the appender of the oldest queued batch, so that it leads the next group.
+    fn wake_next_leader(&self) {
+        if let Some(next) = self.queue.lock().first() {
+            next.slot.waiter.unpark();
+        }
+    }
 }
 
 /// Appends `batch` atomically, group-committing with concurrent callers.
 pub(crate) fn submit(shared: &Arc<Shared>, batch: Vec<NewEvent>) -> Outcome {
     let group = &shared.group;
-    let slot: Slot = Arc::new(Mutex::new(None));
+    let slot = Slot::new();
     group.appenders.fetch_add(1, Ordering::Relaxed);
     group.push(Pending { batch, slot: slot.clone() });
     let outcome = lead_or_follow(shared, &slot);
@@ -89,10 +120,10 @@ pub(crate) fn submit(shared: &Arc<Shared>, batch: Vec<NewEvent>) -> Outcome {
 }
 
 /// Waits for `slot`'s outcome, committing groups whenever this thread gets the writer lock.
-fn lead_or_follow(shared: &Arc<Shared>, slot: &Mutex<Option<Outcome>>) -> Outcome {
+fn lead_or_follow(shared: &Arc<Shared>, slot: &Slot) -> Outcome {
     let group = &shared.group;
     loop {
-        if let Some(outcome) = slot.lock().take() {
+        if let Some(outcome) = slot.take() {
             return outcome;
         }
         // Whoever gets the writer lock leads: it commits every batch queued at that moment.
@@ -107,20 +138,14 @@ fn lead_or_follow(shared: &Arc<Shared>, slot: &Mutex<Option<Outcome>>) -> Outcom
             writer.commit_group(shared, batches);
             let due = writer.checkpoint_due(&shared.options);
             drop(writer);
-            let queue = group.queue.lock();
-            group.committed.notify_all();
-            drop(queue);
+            group.wake_next_leader();
             if due {
                 shared.start_background_checkpoint();
             }
             continue;
         }
-        let mut queue = group.queue.lock();
-        if slot.lock().is_some() || !shared.writer.is_locked() {
-            continue;
-        }
-        // The timeout covers the writer lock being released by someone other than a leader
-        // (sync, checkpoint, the interval flusher), who does not signal.
-        group.committed.wait_for(&mut queue, Duration::from_millis(2));
+        // Someone else leads. An unpark that came before this park is not lost: it makes
+        // this park return at once.
+        std::thread::park_timeout(RECHECK);
     }
 }

@@ -134,7 +134,7 @@ struct Pendingstate {
 
 /// A batch that passed its checks, ready to encode.
 struct Prepared {
-    slot: Slot,
+    slot: Arc<Slot>,
     batch: Checked,
 }
 
@@ -203,7 +203,7 @@ impl Writer {
     fn commit_once(&mut self, shared: &Shared, group: Vec<Pending>) -> Vec<Pending> {
         if let Some(cause) = &self.poisoned {
             for p in group {
-                *p.slot.lock() = Some(Err(Error::Poisoned { cause: cause.clone() }));
+                p.slot.fill(Err(Error::Poisoned { cause: cause.clone() }));
             }
             return Vec::new();
         }
@@ -231,8 +231,8 @@ impl Writer {
                     self.last_ts = self.last_ts.max(batch.events.iter().map(|e| e.timestamp.as_micros()).max().unwrap_or(i64::MIN));
                     prepared.push(Prepared { slot: p.slot, batch });
                 }
-                Ok(Err(existing)) => *p.slot.lock() = Some(Ok(existing)),
-                Err(e) => *p.slot.lock() = Some(Err(e)),
+                Ok(Err(existing)) => p.slot.fill(Ok(existing)),
+                Err(e) => p.slot.fill(Err(e)),
             }
         }
         drop(validators);
@@ -258,7 +258,7 @@ impl Writer {
                 drop(view);
                 for p in prepared {
                     self.json_buffers.put(p.batch.json);
-                    *p.slot.lock() = Some(Ok(p.batch.events));
+                    p.slot.fill(Ok(p.batch.events));
                 }
             }
             Err(e) => {
@@ -268,7 +268,7 @@ impl Writer {
                 let mut first = Some(e);
                 for p in prepared {
                     let err = first.take().unwrap_or_else(|| Error::Poisoned { cause: cause.clone() });
-                    *p.slot.lock() = Some(Err(err));
+                    p.slot.fill(Err(err));
                 }
             }
         }
