@@ -97,7 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  the whole store on January 17th, 09:30 (streamed):");
     for entity in store.state_at("2026-01-17T09:30:00Z")? {
         let e = entity?;
-        println!("    {} {} v{}{} {}", e.kind, e.id, e.version, if e.deleted { " (deleted)" } else { "" }, json!(e.state));
+        println!("    {} {} v{}{} {}", e.kind, e.id, e.version, if e.deleted { " (deleted)" } else { "" }, json!(*e.state));
     }
     let covered = store.checkpoint()?;
     println!("  checkpoint written, covering seqs up to {covered:?}: the next open replays only what follows");
@@ -204,7 +204,7 @@ fn show_event(label: &str, ev: &Event) {
 
 fn show_entity(label: &str, entity: &Option<Entity>) {
     match entity {
-        Some(e) => println!("{label}: v{}{} {}", e.version, if e.deleted { " (deleted)" } else { "" }, json!(e.state)),
+        Some(e) => println!("{label}: v{}{} {}", e.version, if e.deleted { " (deleted)" } else { "" }, json!(*e.state)),
         None => println!("{label}: did not exist"),
     }
 }

@@ -1,5 +1,7 @@
 //! An entity as of some point in its history: the fold of its events.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::timestamp::Timestamp;
@@ -25,8 +27,30 @@ pub struct Entity {
     pub kind: String,
     /// 1 after create, +1 for every event; never goes back.
     pub version: u64,
-    /// The current fields (a JSON object).
-    pub state: Map<String, Value>,
+    /// The fields at this version (a JSON object), shared and immutable.
+    ///
+    /// Reading an entity does not copy its fields: `get` of an entity read before hands
+    /// out the store's own materialized state, and two reads of an unchanged entity share
+    /// one allocation. The map is a snapshot of the state at `version`: later appends
+    /// build a new map for the store and never change one already handed out. Read it
+    /// through `Deref` (`e.state["stage"]`, `e.state.get("name")`); to own or change it,
+    /// take it out with [`Arc::unwrap_or_clone`], which copies only when the map is still
+    /// shared.
+    ///
+    /// ```
+    /// use strata::{NewEvent, Options, Store};
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path(), Options::default())?;
+    /// store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice"})))?;
+    /// let e = store.get("c1")?.expect("just created");
+    /// assert_eq!(e.state.get("name"), Some(&json!("Alice")));
+    /// let mut fields = std::sync::Arc::unwrap_or_clone(e.state); // an owned copy
+    /// fields.insert("stage".into(), json!("Lead"));
+    /// assert_eq!(store.get("c1")?.expect("stored").state.get("stage"), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub state: Arc<Map<String, Value>>,
     /// Soft-deleted: a `Deleted` event was the last delete/restore.
     pub deleted: bool,
     /// When the `Created` event was committed.
@@ -46,7 +70,7 @@ impl Entity {
     /// assert_eq!(e.to_json()["$version"], 2);
     /// ```
     pub fn to_json(&self) -> Value {
-        let mut obj = self.state.clone();
+        let mut obj = (*self.state).clone();
         obj.insert("$id".into(), Value::from(self.id.clone()));
         obj.insert("$kind".into(), Value::from(self.kind.clone()));
         obj.insert("$version".into(), Value::from(self.version));

@@ -62,10 +62,12 @@ impl EntityRecord {
     /// The entity at its current version, if materialized (or loaded as JSON text).
     pub(crate) fn current_entity(&self, id: &str) -> Option<Entity> {
         let state = match (&self.current, &self.current_json) {
-            (Some(state), _) => (**state).clone(),
+            // Handed out, not copied: an append replaces the map (`Arc::make_mut`) rather
+            // than changing one a reader holds.
+            (Some(state), _) => state.clone(),
             // Text that does not parse (it passed the checkpoint's CRC, so only a bug could
             // cause it) is ignored: the state is rebuilt from the log instead.
-            (None, Some(json)) => serde_json::from_slice(json).ok()?,
+            (None, Some(json)) => Arc::new(serde_json::from_slice(json).ok()?),
             (None, None) => return None,
         };
         Some(self.entity_with(id, self.version(), state, self.deleted))
@@ -80,7 +82,7 @@ impl EntityRecord {
         }
     }
 
-    pub(crate) fn entity_with(&self, id: &str, version: u64, state: Map<String, Value>, deleted: bool) -> Entity {
+    pub(crate) fn entity_with(&self, id: &str, version: u64, state: Arc<Map<String, Value>>, deleted: bool) -> Entity {
         let ts = |v: u64| Timestamp::from_micros(self.versions.get((v as usize).saturating_sub(1)).map_or(0, |r| r.ts));
         Entity { id: id.to_string(), kind: self.kind.to_string(), version, state, deleted, created_at: ts(1), updated_at: ts(version) }
     }
@@ -91,7 +93,7 @@ impl EntityRecord {
         if version == self.version()
             && let Some(entity) = self.current_entity(id)
         {
-            return ReadPlan { base: Some(entity), replay: Vec::new() };
+            return ReadPlan { base: Some(entity), replay: Vec::new(), parsed: self.current.is_none() };
         }
         let every = every.max(1);
         let mut j = version / every;
@@ -102,13 +104,13 @@ impl EntityRecord {
             if let Some(Some(snap)) = self.snapshots.get(j as usize - 1)
                 && let Some((deleted, state)) = decode_snapshot(snap)
             {
-                break Some(self.entity_with(id, j * every, state, deleted));
+                break Some(self.entity_with(id, j * every, Arc::new(state), deleted));
             }
             j -= 1;
         };
         let from = base.as_ref().map_or(0, |e| e.version) as usize;
         let replay = self.versions[from..version as usize].iter().map(|v| v.seq).collect();
-        ReadPlan { base, replay }
+        ReadPlan { base, replay, parsed: false }
     }
 }
 
@@ -117,6 +119,9 @@ impl EntityRecord {
 pub(crate) struct ReadPlan {
     pub(crate) base: Option<Entity>,
     pub(crate) replay: Vec<u64>,
+    /// The base is the current state just parsed from a checkpoint's JSON text: worth
+    /// installing in the index, so that the next read of it is a lookup.
+    pub(crate) parsed: bool,
 }
 
 pub(crate) fn encode_snapshot(deleted: bool, state: &Map<String, Value>) -> Snapshot {
@@ -290,7 +295,7 @@ impl EntityIndex {
             && cur.version == e.version()
             && e.current.is_none()
         {
-            e.current = Some(Arc::new(cur.state.clone()));
+            e.current = Some(cur.state.clone());
             e.current_json = None;
         }
         for (version, snap) in snapshots {

@@ -60,14 +60,16 @@ pub(crate) fn apply(
                 id: id.to_string(),
                 kind: kind.to_string(),
                 version,
-                state: data.clone(),
+                state: std::sync::Arc::new(data.clone()),
                 deleted: false,
                 created_at: ts,
                 updated_at: ts,
             });
         }
         (effect, Some(e)) => {
-            crate::merge_patch::merge_patch(&mut e.state, data);
+            // A fold owns its state alone (no copy here) unless it started from a state the
+            // index or a caller still holds; then the map is copied once, on its first event.
+            crate::merge_patch::merge_patch(std::sync::Arc::make_mut(&mut e.state), data);
             match effect {
                 Effect::Delete => e.deleted = true,
                 Effect::Restore => e.deleted = false,

@@ -292,7 +292,7 @@ mod tests {
             id: "e".into(),
             kind: "K".into(),
             version: 1,
-            state: state.as_object().cloned().unwrap(),
+            state: std::sync::Arc::new(state.as_object().cloned().unwrap()),
             deleted: false,
             created_at: Timestamp::from_micros(0),
             updated_at: Timestamp::from_micros(0),

@@ -37,6 +37,9 @@ pub(crate) fn version(shared: &Shared, id: &str, version: u64) -> Result<Option<
         rec.plan(id, version, view.index.snapshot_every)
     };
     if plan.replay.is_empty() {
+        if plan.parsed {
+            shared.view.write().index.install(id, plan.base.as_ref(), Vec::new());
+        }
         return Ok(plan.base);
     }
     let every = shared.options.snapshot_every_versions.max(1);
@@ -57,27 +60,19 @@ pub(crate) fn version(shared: &Shared, id: &str, version: u64) -> Result<Option<
     Ok(entity)
 }
 
-/// The current state of `id`.
+/// The current state of `id`: the index's own state when materialized (shared, not
+/// copied), else parsed from a checkpoint's text or folded from the log, and installed in
+/// the index so that the next read is a lookup.
 pub(crate) fn current(shared: &Shared, id: &str) -> Result<Option<Entity>> {
-    let (latest, parsed) = {
+    let latest = {
         let view = shared.view.read();
         match view.index.entities.get(id) {
             None => return Ok(None),
-            Some(rec) => match rec.current_entity(id) {
-                Some(e) if rec.current.is_some() => return Ok(Some(e)),
-                // Loaded from a checkpoint as text: keep the parsed state for next time.
-                Some(e) => (rec.version(), Some(e)),
-                None => (rec.version(), None),
-            },
+            Some(rec) if rec.current.is_some() => return Ok(rec.current_entity(id)),
+            Some(rec) => rec.version(),
         }
     };
-    match parsed {
-        Some(e) => {
-            shared.view.write().index.install(id, Some(&e), Vec::new());
-            Ok(Some(e))
-        }
-        None => version(shared, id, latest),
-    }
+    version(shared, id, latest)
 }
 
 /// The version of `id` in effect at `ts` (0 when it did not exist yet).

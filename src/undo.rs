@@ -235,7 +235,7 @@ impl Store {
     /// let undo = store.undo(&oops.id)?;
     /// assert_eq!(undo.event_type, "Contact.Updated");
     /// assert_eq!(undo.metadata, json!({"undoOf": oops.id, "undoType": "Contact.Updated"}));
-    /// assert_eq!(serde_json::Value::Object(store.get("c1")?.unwrap().state), json!({"name": "Alice", "stage": "Lead"}));
+    /// assert_eq!(serde_json::Value::Object((*store.get("c1")?.unwrap().state).clone()), json!({"name": "Alice", "stage": "Lead"}));
     ///
     /// // Redo is the undo of the undo.
     /// store.undo(&undo.id)?;
@@ -439,7 +439,7 @@ impl Store {
             return Ok(Err(format!("entity {:?} of event {:?} does not exist", event.entity, event.id)));
         };
         let empty = Map::new();
-        let fields = changed_fields(before.as_ref().map_or(&empty, |b| &b.state), &after.state);
+        let fields = changed_fields(before.as_ref().map_or(&empty, |b| &*b.state), &after.state);
         if let Some(refusal) = self.state_refusal(event, before.as_ref(), &after, now, &fields)? {
             return Ok(Err(refusal));
         }
@@ -447,7 +447,7 @@ impl Store {
             // A create is compensated by a soft delete that keeps the fields.
             None => (Change::Delete, Map::new()),
             Some(before) => {
-                let mut target = now.state.clone();
+                let mut target = (*now.state).clone();
                 for field in &fields {
                     set_value_at(&mut target, field, value_at(&before.state, field).cloned());
                 }

@@ -167,7 +167,7 @@ fn read_everything(store: &Store, expected: &[Event], file: &Path) -> Result<boo
         check(&format!("history({id})"), store.history(id).map(|got| &got == want))?;
         let state = &states[*id];
         let get = store.get(id).map(|got| {
-            got.is_some_and(|e| e.version == state.version && e.deleted == state.deleted && e.state == state.state && e.kind == state.kind)
+            got.is_some_and(|e| e.version == state.version && e.deleted == state.deleted && *e.state == state.state && e.kind == state.kind)
         });
         check(&format!("get({id})"), get)?;
         let first = store.get_version(id, 1).map(|got| got.is_some_and(|e| e.version == 1 && e.state.get("n") == want[0].data.get("n")));

@@ -118,7 +118,7 @@ fn check_entity(model: &Model, got: Option<Entity>, id: &str, ts: i64) -> Result
             prop_assert_eq!(e.version, version, "version of {} at {}", id, ts);
             prop_assert_eq!(e.deleted, deleted, "deleted flag of {} at {}", id, ts);
             prop_assert_eq!(&e.kind, &kind);
-            prop_assert_eq!(&e.state, &state, "state of {} at {}", id, ts);
+            prop_assert_eq!(&*e.state, &state, "state of {} at {}", id, ts);
             Ok(())
         }
         (got, want) => Err(TestCaseError::fail(format!("{id} at {ts}: store has {got:?}, model has {want:?}"))),

@@ -149,7 +149,7 @@ fn play(store: &Store, ops: &[Op]) -> Result<Vec<Event>, TestCaseError> {
 
 /// What a user sees of an entity, without its version and timestamps.
 fn seen(entity: &Entity) -> (Map<String, Value>, bool) {
-    (entity.state.clone(), entity.deleted)
+    ((*entity.state).clone(), entity.deleted)
 }
 
 fn current(store: &Store, id: &str) -> (Map<String, Value>, bool) {

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::path::Path;
 
 use serde_json::Value;
@@ -47,7 +48,7 @@ pub fn options(durability: Durability) -> Options {
 /// The visible state of a strata entity, as the reference fold and the SQLite baseline
 /// report it: `None` when absent or deleted.
 pub fn visible(entity: Option<strata::Entity>) -> Option<Value> {
-    entity.filter(|e| !e.deleted).map(|e| Value::Object(e.state))
+    entity.filter(|e| !e.deleted).map(|e| Value::Object(Arc::unwrap_or_clone(e.state)))
 }
 
 /// Gives the events of a workload their own timestamps, one microsecond apart from `base`.

@@ -8,6 +8,7 @@
 //! scratch for every read, with its own merge patch and its own wildcard matcher.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
@@ -236,14 +237,14 @@ impl Model {
                         id: id.to_string(),
                         kind: ev.kind().to_string(),
                         version: ev.version,
-                        state: data,
+                        state: Arc::new(data),
                         deleted: false,
                         created_at: ev.timestamp,
                         updated_at: ev.timestamp,
                     })
                 }
                 (verb, Some(e)) => {
-                    model_merge(&mut e.state, &data);
+                    model_merge(Arc::make_mut(&mut e.state), &data);
                     match verb {
                         "Deleted" => e.deleted = true,
                         "Restored" => e.deleted = false,
@@ -291,7 +292,7 @@ impl Model {
 #[derive(Debug)]
 struct Compensation {
     entity: Entity,
-    state: Map<String, Value>,
+    state: Arc<Map<String, Value>>,
     deleted: bool,
     metadata: Value,
 }
@@ -329,21 +330,21 @@ impl Model {
                 return Err(());
             }
             let empty = Map::new();
-            let fields = model_changed_fields(before.as_ref().map_or(&empty, |b| &b.state), &after.state);
+            let fields = model_changed_fields(before.as_ref().map_or(&empty, |b| &*b.state), &after.state);
             if fields.iter().any(|f| model_value_at(&now.state, f) != model_value_at(&after.state, f)) {
                 return Err(());
             }
             let (state, deleted) = match &before {
                 None => (now.state.clone(), true),
                 Some(b) => {
-                    let mut state = now.state.clone();
+                    let mut state = (*now.state).clone();
                     for f in &fields {
                         model_set_at(&mut state, f, model_value_at(&b.state, f).cloned());
                     }
                     if !reachable(&now.state, &state) {
                         return Err(());
                     }
-                    (state, if flipped { b.deleted } else { now.deleted })
+                    (Arc::new(state), if flipped { b.deleted } else { now.deleted })
                 }
             };
             let next = Entity { version: now.version + 1, state: state.clone(), deleted, ..now.clone() };

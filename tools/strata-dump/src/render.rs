@@ -136,7 +136,7 @@ pub(crate) fn entity(out: &mut Out<'_>, id: &str, at: AsOf, entity: Option<&Enti
     let when = if let AsOf::Time(t) = at { format!(" as of {t}") } else { String::new() };
     writeln!(out, "entity {} ({}) version {}{}{when}", e.id, e.kind, e.version, if e.deleted { ", deleted" } else { "" })?;
     writeln!(out, "created {}, last changed {}", e.created_at, e.updated_at)?;
-    let state = serde_json::to_string_pretty(&Value::Object(e.state.clone())).map_err(io::Error::other)?;
+    let state = serde_json::to_string_pretty(&*e.state).map_err(io::Error::other)?;
     writeln!(out, "{state}")
 }
 
