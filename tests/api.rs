@@ -133,6 +133,59 @@ fn delete_keeps_state_and_marks_deleted_and_restore_clears_it() {
 }
 
 #[test]
+fn a_read_entity_is_a_snapshot_later_appends_do_not_change_and_rereads_share_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice", "stage": "Lead"}))).unwrap();
+    let first = store.get("c1").unwrap().unwrap();
+    let second = store.get("c1").unwrap().unwrap();
+    // Reading an unchanged entity again copies nothing: both results share one map.
+    assert!(Arc::ptr_eq(&first.state, &second.state));
+
+    store.append(NewEvent::update("c1", json!({"stage": "Qualified", "name": null}))).unwrap();
+    store.append(NewEvent::delete("c1")).unwrap();
+    // What was read keeps the state it was read at.
+    assert_eq!((first.version, first.deleted), (1, false));
+    assert_eq!(Value::Object((*first.state).clone()), json!({"name": "Alice", "stage": "Lead"}));
+    assert_eq!(first, second);
+
+    let now = store.get("c1").unwrap().unwrap();
+    assert_eq!((now.version, now.deleted), (3, true));
+    assert_eq!(Value::Object((*now.state).clone()), json!({"stage": "Qualified"}));
+    assert!(!Arc::ptr_eq(&first.state, &now.state));
+    let again = store.get("c1").unwrap().unwrap();
+    assert!(Arc::ptr_eq(&now.state, &again.state));
+
+    // An owned copy is the caller's own: changing it changes no later read.
+    let mut owned = Arc::unwrap_or_clone(again.state);
+    owned.insert("stage".into(), json!("Won"));
+    assert_eq!(store.get("c1").unwrap().unwrap().state["stage"], "Qualified");
+    assert_eq!(now.state["stage"], "Qualified");
+}
+
+#[test]
+fn after_an_open_with_a_checkpoint_the_first_read_keeps_the_state_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice"}))).unwrap();
+        store.append(NewEvent::create("Contact", "c2", json!({"name": "Bob"}))).unwrap();
+        store.append(NewEvent::update("c2", json!({"stage": "Lead"}))).unwrap();
+        store.checkpoint().unwrap().expect("a checkpoint is written");
+    }
+    let store = open(&dir);
+    let first = store.get("c1").unwrap().unwrap();
+    let second = store.get("c1").unwrap().unwrap();
+    assert_eq!(first.state["name"], "Alice");
+    assert!(Arc::ptr_eq(&first.state, &second.state));
+    // A read of the latest version by number keeps it too.
+    let by_version = store.get_version("c2", 2).unwrap().unwrap();
+    let current = store.get("c2").unwrap().unwrap();
+    assert_eq!(Value::Object((*current.state).clone()), json!({"name": "Bob", "stage": "Lead"}));
+    assert!(Arc::ptr_eq(&by_version.state, &current.state));
+}
+
+#[test]
 fn deleting_twice_or_restoring_a_live_entity_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
