@@ -186,6 +186,10 @@ impl Store {
 
     /// The current state of an entity (deleted entities come back with `deleted = true`).
     ///
+    /// Once an entity has been read, reading it again copies nothing: the returned
+    /// [`Entity::state`] shares the store's own map, a snapshot that later appends leave
+    /// as it is.
+    ///
     /// ```
     /// let dir = tempfile::tempdir()?;
     /// let store = strata::Store::open(dir.path(), strata::Options::default())?;
