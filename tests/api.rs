@@ -4,8 +4,8 @@
 
 mod layout;
 
-use std::sync::Arc;
 use layout::dir_sizes;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use strata::{Durability, Error, Event, EventQuery, NewEvent, Options, Store, Timestamp};

@@ -5,8 +5,8 @@
 
 mod layout;
 
-use std::sync::Arc;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::json;
 use strata::{Durability, Entity, Event, EventQuery, NewEvent, Options, Store};
@@ -79,7 +79,10 @@ fn reopen_after_update() {
     });
     let store = Store::open(dir.path(), Options::default()).unwrap();
     let e = store.get("c1").unwrap().unwrap();
-    assert_eq!(serde_json::Value::Object(Arc::unwrap_or_clone(e.state)), json!({"name": "Alice", "address": {"city": "Paris", "zip": "75001"}}));
+    assert_eq!(
+        serde_json::Value::Object(Arc::unwrap_or_clone(e.state)),
+        json!({"name": "Alice", "address": {"city": "Paris", "zip": "75001"}})
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Rollback of an entity to a point in time: one compensating event, or nothing.
 
-use std::sync::Arc;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use strata::{Error, NewEvent, Options, RollbackOutcome, Store, Timestamp};
 
 const DAY_MICROS: i64 = 86_400_000_000;

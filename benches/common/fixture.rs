@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 use strata::{Durability, NewEvent, Options, Store};

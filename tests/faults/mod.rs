@@ -179,7 +179,8 @@ pub fn assert_holds(store: &Store, expected: &[Event], spot_check: Option<&[Stri
         match (states.get(&id), got) {
             (None, None) => {}
             (Some(want), Some(e)) => {
-                let got = Expected { kind: e.kind, version: e.version, deleted: e.deleted, state: std::sync::Arc::unwrap_or_clone(e.state) };
+                let got =
+                    Expected { kind: e.kind, version: e.version, deleted: e.deleted, state: std::sync::Arc::unwrap_or_clone(e.state) };
                 assert_eq!(&got, want, "{context}: state of {id}");
             }
             (want, got) => panic!("{context}: entity {id}: expected {want:?}, got {got:?}"),

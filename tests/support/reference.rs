@@ -8,8 +8,8 @@
 //! scratch for every read, with its own merge patch and its own wildcard matcher.
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use strata::{Durability, Entity, Error, Event, EventQuery, FaultStorage, NewEvent, Options, Store, StoreId, Timestamp};
