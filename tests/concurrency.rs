@@ -10,6 +10,9 @@
 
 #[path = "support/counting_storage.rs"]
 mod counting_storage;
+#[path = "support/rng.rs"]
+mod rng;
+use rng::{Rng, seed_from_env};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -25,30 +28,6 @@ const ACCOUNTS: usize = 10;
 const OPENING_BALANCE: i64 = 100;
 const TOTAL: i64 = OPENING_BALANCE * ACCOUNTS as i64;
 const READERS: usize = 8;
-
-/// splitmix64, so that a seed replays each thread's choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn seed_from_env() -> u64 {
-    match std::env::var("STRATA_SEED") {
-        Ok(s) => s.parse().expect("STRATA_SEED must be a u64"),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
-    }
-}
 
 fn duration_from_env() -> Duration {
     if let Ok(s) = std::env::var("STRATA_CONCURRENCY_SECS") {

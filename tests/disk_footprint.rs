@@ -13,28 +13,10 @@ mod layout;
 use std::path::Path;
 
 use serde_json::{Value, json};
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 use strata::{Durability, NewEvent, Options, Store};
-
-/// A small deterministic generator (SplitMix64), so that every run measures the same log.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 const FIRST: &[&str] = &["Alice", "Bob", "Chloé", "David", "Emma", "Farid", "Giulia", "Hiro", "Ines", "Jonas", "Kemal", "Lea"];
 const LAST: &[&str] = &["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau"];

@@ -21,6 +21,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+#[path = "support/rng.rs"]
+mod rng;
+use rng::{Rng, seed_from_env};
 use strata::{Durability, Event, EventQuery, NewEvent, Options, Store};
 
 /// Set in the child's environment: the store directory it writes to.
@@ -41,27 +44,6 @@ fn options() -> Options {
         snapshot_every_versions: 4,
         checkpoint_every_events: 300,
         ..Options::default()
-    }
-}
-
-/// splitmix64: a small, good-enough PRNG so that a seed replays a run exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
     }
 }
 
@@ -411,16 +393,6 @@ fn check_after_kill(dir: &Path, ledger: &mut Ledger, stats: &mut Stats, seed: u6
         .unwrap_or_else(|e| panic!("{ctx}: append after recovery failed: {e}"));
     assert_eq!(ev.seq, last_seq + 1, "{ctx}: the append after recovery got the wrong seq");
     ledger.acknowledged.insert(ev.seq, Fingerprint::of(&ev));
-}
-
-fn seed_from_env() -> u64 {
-    match std::env::var("STRATA_SEED") {
-        Ok(s) => s.parse().expect("STRATA_SEED must be a u64"),
-        Err(_) => {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-            t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
-        }
-    }
 }
 
 fn cycles_from_env() -> u64 {
