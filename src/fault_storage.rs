@@ -35,8 +35,12 @@ pub enum FaultOp {
     Create,
     /// `read_all` (and `read_exact_at`).
     Read,
-    /// `append` (a write).
+    /// `append` (a write at the end of a file).
     Append,
+    /// `write_at` (a positioned write).
+    WriteAt,
+    /// `allocate` (space reserved at the end of a file).
+    Allocate,
     /// `sync_data` (fsync of a file's data).
     SyncData,
     /// `set_len` (truncation).
@@ -55,15 +59,17 @@ impl FaultOp {
     /// Every kind, in declaration order.
     ///
     /// ```
-    /// assert_eq!(strata::FaultOp::ALL.len(), 12);
+    /// assert_eq!(strata::FaultOp::ALL.len(), 14);
     /// ```
-    pub const ALL: [FaultOp; 12] = [
+    pub const ALL: [FaultOp; 14] = [
         FaultOp::CreateDir,
         FaultOp::List,
         FaultOp::Open,
         FaultOp::Create,
         FaultOp::Read,
         FaultOp::Append,
+        FaultOp::WriteAt,
+        FaultOp::Allocate,
         FaultOp::SyncData,
         FaultOp::SetLen,
         FaultOp::Rename,
@@ -81,7 +87,15 @@ impl FaultOp {
     pub fn is_mutation(self) -> bool {
         matches!(
             self,
-            FaultOp::Create | FaultOp::Append | FaultOp::SyncData | FaultOp::SetLen | FaultOp::Rename | FaultOp::Remove | FaultOp::SyncDir
+            FaultOp::Create
+                | FaultOp::Append
+                | FaultOp::WriteAt
+                | FaultOp::Allocate
+                | FaultOp::SyncData
+                | FaultOp::SetLen
+                | FaultOp::Rename
+                | FaultOp::Remove
+                | FaultOp::SyncDir
         )
     }
 }
@@ -107,8 +121,12 @@ struct FileData {
     current: Arc<Vec<u8>>,
     durable: Arc<Vec<u8>>,
     /// `current[..stable_len]` is durable and cannot change in a crash: the lowest offset an
-    /// un-synced append or truncation has touched.
+    /// un-synced write (append, positioned write) or truncation has touched. Reserving space
+    /// (`allocate`) touches nothing below the old end.
     stable_len: usize,
+    /// The end of the highest un-synced write (0 when none): a crash keeps un-synced writes
+    /// up to some offset in `[stable_len, written_end]`.
+    written_end: usize,
 }
 
 impl FileData {
@@ -119,6 +137,7 @@ impl FileData {
     fn sync(&mut self) {
         self.durable = self.current.clone();
         self.stable_len = self.current.len();
+        self.written_end = 0;
     }
 }
 
@@ -267,28 +286,62 @@ impl State {
 }
 
 /// Decides what of one file's un-synced data survives a crash.
+///
+/// The un-synced writes cover `[stable_len, written_end)`: a crash keeps them up to some
+/// offset in that range (then, maybe, garbage), and past that the file holds what it
+/// durably held. Its length: where space was reserved past the writes, either the new length
+/// (the reservation survived) or the durable one; where a truncation is un-synced, either.
 fn crash_file(file: &mut FileData, rng: &mut Rng) -> String {
     let current = file.current.as_slice();
+    let durable = file.durable.as_slice();
     let stable = file.stable_len.min(current.len());
-    let longest = current.len().max(file.durable.len());
-    let (bytes, what) = match rng.next() % 3 {
-        0 => (file.durable.as_ref().clone(), "un-synced data dropped".to_string()),
-        1 => {
-            let keep = rng.between(stable, current.len());
-            (current[..keep].to_vec(), format!("cut to {keep} bytes (of {})", current.len()))
-        }
-        _ => {
-            let keep = rng.between(stable, current.len());
-            let garbage = if longest > keep { rng.between(1, longest - keep) } else { 0 };
-            let zeros = rng.next().is_multiple_of(2);
-            let mut bytes = current[..keep].to_vec();
-            bytes.extend((0..garbage).map(|_| if zeros { 0 } else { rng.next() as u8 }));
-            let kind = if zeros { "zeros" } else { "random bytes" };
-            (bytes, format!("cut to {keep} bytes then {garbage} bytes of {kind}"))
-        }
+    let written_end = file.written_end.clamp(stable, current.len());
+    let choice = rng.next() % 3;
+    if choice == 0 {
+        file.current = file.durable.clone();
+        return "un-synced data dropped".into();
+    }
+    let keep = rng.between(stable, written_end);
+    let mut bytes = current[..keep].to_vec();
+    let mut what = format!("un-synced writes kept up to {keep} (of {stable}..{written_end})");
+    if choice == 2 && written_end > keep {
+        let garbage = rng.between(1, written_end - keep);
+        let zeros = rng.next().is_multiple_of(2);
+        bytes.extend((0..garbage).map(|_| if zeros { 0 } else { rng.next() as u8 }));
+        what.push_str(&format!(" then {garbage} bytes of {}", if zeros { "zeros" } else { "random bytes" }));
+    }
+    let end = bytes.len();
+    let len = if current.len() > written_end {
+        // Space reserved past the writes: it survives whole, or the file keeps its durable length.
+        if rng.next().is_multiple_of(2) { current.len() } else { durable.len().max(end) }
+    } else if durable.len() > end && rng.next().is_multiple_of(2) {
+        durable.len() // an un-synced truncation that did not reach the disk
+    } else {
+        end
     };
+    // Past the kept writes, the file holds what it durably held there, else zeros.
+    if len > end {
+        bytes.extend_from_slice(durable.get(end..len).unwrap_or_default());
+        bytes.resize(len, 0);
+    }
+    if len != end {
+        what.push_str(&format!(", length {len}"));
+    }
     file.current = Arc::new(bytes);
     what
+}
+
+/// Writes `data` at `start` of a file's current content (zero-filling any gap) and records
+/// that bytes from `start` on are no longer stable.
+fn write_into(file: &mut FileData, start: usize, data: &[u8]) {
+    let current = Arc::make_mut(&mut file.current);
+    let end = start + data.len();
+    if current.len() < end {
+        current.resize(end, 0);
+    }
+    current[start..end].copy_from_slice(data);
+    file.stable_len = file.stable_len.min(start);
+    file.written_end = file.written_end.max(end);
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -315,13 +368,17 @@ struct Inner {
 ///   (`create_dir_all`) are durable at once;
 /// - [`FaultStorage::crash`] is a power loss: every un-synced directory operation is lost (a
 ///   created file disappears, a rename reverts, a removed file comes back) and each file's
-///   un-synced data is, by a seeded random choice, dropped whole, cut to a prefix, or cut to a
-///   prefix followed by garbage (random bytes or zeros). Bytes that were durable before the
-///   last un-synced truncation or append are never changed.
+///   un-synced data is, by a seeded random choice, dropped whole, kept up to some offset, or
+///   kept up to some offset followed by garbage (random bytes or zeros); past that, the file
+///   holds what it durably held before (for a positioned write into reserved space, the
+///   reserved zeros), or ends. Bytes below the lowest offset an un-synced write or truncation
+///   touched are never changed. Space reserved with `allocate` and not yet synced may survive
+///   whole, in part or not at all.
 ///
 /// Faults: [`FaultStorage::fail`] makes the k-th operation of a kind fail, once or from then
 /// on; [`FaultStorage::cut_power_after`] makes every operation after the k-th mutation fail,
-/// as if the machine stopped there. A failed append may have written part of its data; a
+/// as if the machine stopped there. A failed append or positioned write may have written part
+/// of its data, a failed `allocate` reserves nothing; a
 /// failed `sync_data` makes nothing durable, and the data stays readable until a crash (as
 /// Linux keeps it in the page cache). Operations are counted per kind so that a test can run
 /// a workload once, read the counts, and enumerate every k.
@@ -842,7 +899,9 @@ impl StorageFile for FaultFile {
                 Err(Refusal::Injected(e)) => {
                     // A failed write may have written part of its data.
                     let keep = if st.rng.next().is_multiple_of(2) { 0 } else { st.rng.between(0, data.len().saturating_sub(1)) };
-                    Arc::make_mut(&mut st.file_mut(self.inode).current).extend_from_slice(&data[..keep]);
+                    let file = st.file_mut(self.inode);
+                    let end = file.current.len();
+                    write_into(file, end, &data[..keep]);
                     Some(e)
                 }
             }
@@ -853,7 +912,9 @@ impl StorageFile for FaultFile {
         // Counted above: apply without counting again.
         let mutation = {
             let mut st = self.storage.inner.state.lock();
-            Arc::make_mut(&mut st.file_mut(self.inode).current).extend_from_slice(data);
+            let file = st.file_mut(self.inode);
+            let end = file.current.len();
+            write_into(file, end, data);
             st.mutations
         };
         let hook = self.storage.inner.hook.lock().clone();
@@ -861,6 +922,50 @@ impl StorageFile for FaultFile {
             hook(mutation);
         }
         Ok(())
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        let torn = {
+            let mut st = self.storage.inner.state.lock();
+            match st.begin(FaultOp::WriteAt, &self.path, Some(self.generation)) {
+                Ok(()) => None,
+                Err(Refusal::Dead(e)) => return Err(e),
+                Err(Refusal::Injected(e)) => {
+                    // A failed write may have written part of its data.
+                    let keep = if st.rng.next().is_multiple_of(2) { 0 } else { st.rng.between(0, data.len().saturating_sub(1)) };
+                    write_into(st.file_mut(self.inode), start, &data[..keep]);
+                    Some(e)
+                }
+            }
+        };
+        if let Some(e) = torn {
+            return Err(e);
+        }
+        // Counted above: apply without counting again.
+        let mutation = {
+            let mut st = self.storage.inner.state.lock();
+            write_into(st.file_mut(self.inode), start, data);
+            st.mutations
+        };
+        let hook = self.storage.inner.hook.lock().clone();
+        if let Some(hook) = hook {
+            hook(mutation);
+        }
+        Ok(())
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.storage.run(FaultOp::Allocate, &self.path, Some(self.generation), |st| {
+            let len = usize::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
+            let file = st.file_mut(self.inode);
+            if len > file.current.len() {
+                // The new zeros lie past the old end: nothing durable below it is touched, and a
+                // crash before the next sync may keep any part of the new length, or none.
+                Arc::make_mut(&mut file.current).resize(len, 0);
+            }
+            Ok(())
+        })
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -876,6 +981,7 @@ impl StorageFile for FaultFile {
             let file = st.file_mut(self.inode);
             Arc::make_mut(&mut file.current).resize(len, 0);
             file.stable_len = file.stable_len.min(len);
+            file.written_end = file.written_end.min(len);
             Ok(())
         })
     }

@@ -9,8 +9,14 @@
 //! *.salvaged                   bytes cut off by recovery or repair; never read, never deleted
 //! ```
 
-/// The newest on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest on-disk format version this build writes and reads (it reads every older one).
+///
+/// 1: the first format. 2: the active segment may end in reserved space (zeros up to the end
+/// of the file, see format-spec.md); a version-1 reader would take it for a torn tail.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The first format version whose active segment may end in reserved space.
+pub(crate) const RESERVED_SPACE_VERSION: u32 = 2;
 
 /// The writer-lock file.
 pub const LOCK_FILE: &str = "LOCK";

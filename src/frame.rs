@@ -7,7 +7,7 @@
 //!   8 base_seq u64      seq of the first record; the batch id
 //!  16 record_count u32
 //!  20 chunk_count u16
-//!  22 flags u16         0 in format version 1
+//!  22 flags u16         0 in format versions 1 and 2
 //!  24 min_ts i64        smallest record timestamp (microseconds)
 //!  32 max_ts i64        largest record timestamp
 //!  40 dict_id u32       dictionary used by codec-2 chunks (0: none)

@@ -2,6 +2,8 @@
 //! decide what a damaged frame means.
 //!
 //! The rules (format-spec.md, "Recovery"):
+//! - Zeros from the end of the last frame to the end of the last segment are reserved space
+//!   (format version 2), the clean end of the log: the writer goes on filling it.
 //! - A bad frame at the end of the last segment with no valid frame after it is a torn
 //!   tail, what a crash mid-write leaves: it is cut off (unless `Recovery::Strict`).
 //! - Any other bad frame (valid data after it, a bad frame in a sealed segment, a broken
@@ -274,7 +276,10 @@ pub(crate) fn replay(
                     (tail.end_offset, tail.min_ts, tail.max_ts, tail.raw_bytes, out.next_seq);
                 from = tail.end_offset as usize;
             }
-            for item in decode_ahead(scope, bytes.clone(), header.salt, from, end, out.next_seq, dicts) {
+            // The active segment may end in reserved space (zeros to the end of the file): the
+            // scan ends there cleanly.
+            let reserved_tail = last && sealed.is_none() && header.format_version >= format::RESERVED_SPACE_VERSION;
+            for item in decode_ahead(scope, bytes.clone(), header.salt, (from, end), reserved_tail, out.next_seq, dicts) {
                 let (frame, decoded) = match item {
                     Ok(f) => f,
                     Err(bad) => {
@@ -308,6 +313,12 @@ pub(crate) fn replay(
                 out.damage = Some(damage_at(t.index_offset, "trailer does not match the segment's frames".into(), out.next_seq));
                 return Ok(out);
             }
+            if !out.last_sealed {
+                // Whatever follows the frames is reserved space the writer will fill: readers
+                // must not map it.
+                active.allocated = bytes.len() as u64;
+                handle.limit_mapped(active.len);
+            }
             out.tail = Some(active);
         }
         Ok(out)
@@ -325,20 +336,23 @@ type Decoded = std::result::Result<(FoundFrame, std::result::Result<DecodedFrame
 
 /// Scans `bytes[from..end]` and decompresses each good frame on a scoped thread, handing the
 /// results over in order (in batches, to keep the hand-over cheap). The scan stops at the
-/// first bad frame, which is handed over last. Dropping the iterator stops the thread.
+/// first bad frame, which is handed over last, or (with `reserved_tail`) at reserved space.
+/// Dropping the iterator stops the thread.
 fn decode_ahead<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     bytes: bytes::Bytes,
     salt: u64,
-    from: usize,
-    end: usize,
+    (from, end): (usize, usize),
+    reserved_tail: bool,
     next_seq: u64,
     dicts: &'scope Dictionaries,
 ) -> impl Iterator<Item = Decoded> + 'scope {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
     scope.spawn(move || {
         let (mut batch, mut raw) = (Vec::new(), 0usize);
-        for item in FrameScan::new(&bytes, salt, from, end, next_seq) {
+        let scan = FrameScan::new(&bytes, salt, from, end, next_seq);
+        let scan = if reserved_tail { scan.with_reserved_tail() } else { scan };
+        for item in scan {
             let stop = item.is_err();
             let decoded = item.map(|f| {
                 raw += f.header.raw_len as usize;
@@ -456,10 +470,11 @@ pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dam
         storage.rename(path, &to).map_err(|e| io(path, e))?;
         moved.push(to);
     } else {
-        if keep_aside && offset < bytes.len() {
+        let end = if damage.segment + 1 == listing.segments.len() { salvage_end(&bytes).max(offset) } else { bytes.len() };
+        if keep_aside && offset < end {
             let to = aside(format!("{}.{offset}", file_name(path)));
             let file = storage.create_new(&to).map_err(|e| io(&to, e))?;
-            file.append(&bytes[offset..]).map_err(|e| io(&to, e))?;
+            file.append(&bytes[offset..end]).map_err(|e| io(&to, e))?;
             file.sync_data().map_err(|e| io(&to, e))?;
             moved.push(to);
         }
@@ -470,6 +485,17 @@ pub(crate) fn cut(storage: &Arc<dyn Storage>, dir: &Path, listing: &Listing, dam
     }
     storage.sync_dir(dir).map_err(|e| io(dir, e))?;
     Ok(moved)
+}
+
+/// A run of zeros at the end of the last segment at least this long is reserved space, left
+/// out of a salvage copy. Shorter runs are kept: data itself may end in zero bytes (a trailer
+/// index entry's offset does), and keeping a few zeros costs nothing.
+pub(crate) const SALVAGE_ZEROS_LEFT_OUT_BYTES: usize = 4096;
+
+/// Where the bytes worth keeping aside end in the last segment: before its reserved space.
+pub(crate) fn salvage_end(bytes: &[u8]) -> usize {
+    let data_end = segment::end_before_zeros(bytes);
+    if bytes.len() - data_end >= SALVAGE_ZEROS_LEFT_OUT_BYTES { data_end } else { bytes.len() }
 }
 
 /// Opens (or creates) the store in `dir`.
@@ -541,7 +567,8 @@ fn finish_open(
             replayed.log.segments.push(handle.clone());
             ActiveSegment::new(handle, file, replayed.log.segments.len() - 1, SEGMENT_HEADER_BYTES as u64)
         }
-    };
+    }
+    .reserving(options.segment_size_bytes);
     let mut encoder = FrameEncoder::new(options.compression_level).map_err(|e| Error::io(dir, e))?;
     let dict_ids = dicts.ids();
     if let Some(&id) = dict_ids.iter().filter(|&&id| id > 0).max() {

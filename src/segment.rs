@@ -13,6 +13,9 @@
 //!  48 reserved [u8; 12]   zero
 //!  60 crc u32             CRC-32 of bytes [0, 60)
 //! Frames (see frame.rs), back to back from offset 64.
+//! Reserved space (the active segment only, format version 2): zeros from the end of the last
+//!   frame to the end of the file, space the writer reserved ahead (fallocate) and fills with
+//!   the next frames. A sealed segment never has it: sealing cuts it off.
 //! Trailer (sealed segments only), at index_offset = end of the last frame:
 //!   frame_count entries of 16 bytes: base_seq u64 | offset u64
 //!   footer (64 bytes):
@@ -229,17 +232,36 @@ pub struct FrameScan<'a> {
     end: usize,
     next_seq: u64,
     done: bool,
+    /// Whether bytes that are all zero from a frame boundary to `end` end the scan cleanly.
+    reserved_tail: bool,
+    /// Where the reserved zeros start, once the scan has met them.
+    reserved_from: Option<usize>,
 }
 
 impl<'a> FrameScan<'a> {
     /// Scans `bytes[from..end]`, expecting the first frame to start at seq `next_seq`.
     pub fn new(bytes: &'a [u8], salt: u64, from: usize, end: usize, next_seq: u64) -> Self {
-        FrameScan { bytes, salt, pos: from, end: end.min(bytes.len()), next_seq, done: false }
+        let end = end.min(bytes.len());
+        FrameScan { bytes, salt, pos: from, end, next_seq, done: false, reserved_tail: false, reserved_from: None }
+    }
+
+    /// Scans the active segment, which may end in reserved space: bytes that are all zero
+    /// from a frame boundary to `end` end the scan cleanly instead of reading as a bad frame
+    /// (no frame starts with a zero length). A zero run followed by anything else is still a
+    /// bad frame.
+    pub fn with_reserved_tail(mut self) -> Self {
+        self.reserved_tail = true;
+        self
     }
 
     /// The offset just after the last good frame.
     pub fn position(&self) -> u64 {
         self.pos as u64
+    }
+
+    /// Bytes of reserved space (zeros up to the end) the scan stopped at, once it has.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved_from.map_or(0, |from| (self.end - from) as u64)
     }
 
     fn check(&self) -> Result<ScannedFrame<'a>, String> {
@@ -274,12 +296,30 @@ impl<'a> Iterator for FrameScan<'a> {
                 self.next_seq = frame.header.next_seq();
                 Some(Ok(frame))
             }
+            Err(_) if self.reserved_tail && is_zero(&self.bytes[self.pos..self.end]) => {
+                self.done = true;
+                self.reserved_from = Some(self.pos);
+                None
+            }
             Err(reason) => {
                 self.done = true;
                 Some(Err(BadFrame { offset: self.pos as u64, reason }))
             }
         }
     }
+}
+
+/// Whether every byte is zero (reserved space).
+pub fn is_zero(bytes: &[u8]) -> bool {
+    // A word at a time: the reserved space of an active segment is megabytes long.
+    let mut words = bytes.chunks_exact(8);
+    words.by_ref().all(|w| <[u8; 8]>::try_from(w).is_ok_and(|w| u64::from_ne_bytes(w) == 0)) && words.remainder().iter().all(|&b| b == 0)
+}
+
+/// The length of `bytes` without its trailing zeros: where an active segment's reserved space
+/// starts at the latest (its last frame may itself end in zero bytes).
+pub fn end_before_zeros(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
 /// Looks for any frame with a valid CRC (under `salt`) starting after `from`: the test that
@@ -289,7 +329,9 @@ pub fn find_valid_frame_after(bytes: &[u8], salt: u64, from: usize, min_seq: u64
     if bytes.len() < frame::FRAME_HEADER_BYTES {
         return None;
     }
-    let last = bytes.len() - frame::FRAME_HEADER_BYTES;
+    // A frame has a non-zero length field at bytes 0..4 of its header, so none starts in the
+    // zeros at the end (megabytes of them in an active segment's reserved space).
+    let last = (bytes.len() - frame::FRAME_HEADER_BYTES).min(end_before_zeros(bytes));
     (start..=last).find_map(|pos| {
         // Cheap filters first: a plausible seq and a length that fits, then the CRC.
         let seq = read_u64(bytes, pos + 8);

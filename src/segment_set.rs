@@ -2,12 +2,14 @@
 //! every read of an event by seq goes through here.
 //!
 //! Reads take `Bytes` views of segment files: sealed segments are mapped once; the active
-//! segment is re-mapped when a read needs bytes committed after the last mapping. Nothing is
+//! segment is re-mapped when a read needs bytes committed after the last mapping, up to what
+//! the writer has written (never its reserved space, which the writer still fills). Nothing is
 //! read past what the writer has committed, because the frame index only lists committed
 //! frames.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -34,11 +36,31 @@ pub(crate) struct SegmentHandle {
     pub(crate) header: SegmentHeader,
     storage: Arc<dyn Storage>,
     mapped: RwLock<Bytes>,
+    /// How much of the file is written and never changes again: all of a sealed segment; of
+    /// the active one, the frames written so far (not the reserved space after them, which
+    /// the writer still fills). A re-map covers this much and no more.
+    written: AtomicU64,
 }
 
 impl SegmentHandle {
     pub(crate) fn new(path: PathBuf, header: SegmentHeader, storage: Arc<dyn Storage>, mapped: Bytes) -> Self {
-        SegmentHandle { path, header, storage, mapped: RwLock::new(mapped) }
+        let written = AtomicU64::new(mapped.len() as u64);
+        SegmentHandle { path, header, storage, mapped: RwLock::new(mapped), written }
+    }
+
+    /// Records that the writer has written the active segment up to `len` (called after
+    /// each write, before the frames in it are published).
+    pub(crate) fn set_written(&self, len: u64) {
+        self.written.fetch_max(len, Ordering::Release);
+    }
+
+    /// Keeps only `[0, len)` of the current mapping: what recovery found to be the active
+    /// segment's frames, without the reserved space after them.
+    pub(crate) fn limit_mapped(&self, len: u64) {
+        let mut mapped = self.mapped.write();
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(mapped.len());
+        *mapped = mapped.slice(..len);
+        self.written.store(len as u64, Ordering::Release);
     }
 
     /// A view of the file that covers at least `[0, end)`.
@@ -49,7 +71,8 @@ impl SegmentHandle {
                 return Ok(mapped.clone());
             }
         }
-        let fresh = self.storage.read_all(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let written = self.written.load(Ordering::Acquire).max(end);
+        let fresh = self.storage.read_prefix(&self.path, written).map_err(|e| Error::io(&self.path, e))?;
         if (fresh.len() as u64) < end {
             return Err(Error::corruption(&self.path, fresh.len() as u64, format!("segment ends before committed offset {end}")));
         }

@@ -1,14 +1,15 @@
 //! All file I/O goes through [`Storage`], so that tests can swap the real file system for
 //! one that loses un-synced writes, tears writes and fails the k-th operation.
 //!
-//! The contract mirrors POSIX: data appended to a file is durable only after `sync_data`;
-//! a newly created, renamed or removed directory entry is durable only after `sync_dir` on
-//! its directory.
+//! The contract mirrors POSIX: data written to a file (appended, written at an offset, or
+//! space reserved with `allocate`) is durable only after `sync_data`; a newly created,
+//! renamed or removed directory entry is durable only after `sync_dir` on its directory.
 
 use std::any::Any;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,7 +24,15 @@ pub trait StorageFile: Send + Sync + Debug {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Appends `data` at the end of the file.
     fn append(&self, data: &[u8]) -> io::Result<()>;
-    /// Makes everything appended so far durable (fdatasync).
+    /// Writes `data` at `offset` (a positioned write; the file grows if it ends before
+    /// `offset + data.len()`).
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Reserves space so that the file is at least `len` bytes long, the new bytes reading as
+    /// zeros (`fallocate` mode 0). Where the file system cannot reserve space, this does
+    /// nothing and the file grows as it is written. Like a write, the new length is durable
+    /// only after `sync_data`.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Makes everything written so far durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
     /// Truncates (or extends with zeros) the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
@@ -35,12 +44,19 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The names of the entries in `dir`.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// Opens an existing file for reading and appending.
+    /// Opens an existing file for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
     /// Creates a new, empty file (an error if it exists).
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
     /// The whole content of a file that no longer changes (memory-mapped where possible).
     fn read_all(&self, path: &Path) -> io::Result<Bytes>;
+    /// The first `len` bytes of a file (all of it if shorter) whose prefix no longer changes
+    /// while the rest may still be written (the committed part of the active segment).
+    fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes> {
+        let all = self.read_all(path)?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(all.len());
+        Ok(all.slice(..len))
+    }
     /// Renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -73,11 +89,22 @@ impl StorageFile for FsFile {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+        self.0.read_exact_at(buf, offset)
     }
 
     fn append(&self, data: &[u8]) -> io::Result<()> {
-        (&self.0).write_all(data)
+        // Files are opened without O_APPEND (Linux ignores the offset of a positioned write to
+        // such a file), so an append is a positioned write at the current end.
+        let end = self.0.metadata()?.len();
+        self.0.write_all_at(data, end)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_all_at(data, offset)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        crate::os::allocate(&self.0, len)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -104,18 +131,23 @@ impl Storage for FsStorage {
     }
 
     fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new().read(true).append(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Arc::new(FsFile(file)))
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new().read(true).append(true).create_new(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         Ok(Arc::new(FsFile(file)))
     }
 
     fn read_all(&self, path: &Path) -> io::Result<Bytes> {
         let file = File::open(path)?;
-        crate::mmap::map_read_only(&file)
+        crate::os::map_read_only(&file, None)
+    }
+
+    fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes> {
+        let file = File::open(path)?;
+        crate::os::map_read_only(&file, Some(len))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -69,9 +69,9 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let writer = self.writer.get_mut();
         if writer.poisoned.is_none()
-            && let Err(e) = writer.sync()
+            && let Err(e) = writer.close()
         {
-            tracing::error!(store = %self.dir.display(), error = %e, "final sync on close failed");
+            tracing::error!(store = %self.dir.display(), error = %e, "closing the active segment failed");
         }
     }
 }

@@ -4,9 +4,11 @@
 //! Appenders queue their batch and take the writer lock; whoever gets it first commits
 //! every batch queued at that moment (a group), the others find their result ready when
 //! they get the lock. A group is checked against the current state (plus the group's own
-//! earlier batches), encoded as one frame per batch, written with one `append` and made
-//! durable with one `sync_data`, and only then applied to the in-memory index: readers
-//! never see an event that is not durable, and a failed batch writes nothing.
+//! earlier batches), encoded as one frame per batch, written with one positioned write at
+//! the end of the active segment's frames (into space reserved ahead, so that the sync has
+//! no file-size change to commit) and made durable with one `sync_data`, and only then
+//! applied to the in-memory index: readers never see an event that is not durable, and a
+//! failed batch writes nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -43,13 +45,30 @@ pub(crate) struct View {
     pub(crate) last_ts: i64,
 }
 
+/// Space reserved ahead in the active segment at a time (capped at the segment size limit).
+/// Frames are then written into space the file already covers, so that the fdatasync of an
+/// append has no file-size change to commit (format-spec.md, "Reserved space"): on ext4 a
+/// 150-byte write + fdatasync costs about 110 us inside reserved space against about 170 us
+/// when it grows the file.
+pub(crate) const RESERVE_STEP_BYTES: u64 = 4 << 20;
+
 /// The segment being appended to.
+///
+/// Invariants: frames end at `len`; `len <= allocated`, the file length the writer has made
+/// (reserved or written); bytes in `[len, allocated)` are zeros (reserved space), where the
+/// next frames go. Where the file system cannot reserve, the file is simply `len` long.
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     pub(crate) handle: Arc<SegmentHandle>,
     pub(crate) file: Arc<dyn StorageFile>,
     pub(crate) segment_no: usize,
+    /// The end of the frames: where the next frame is written.
     pub(crate) len: u64,
+    /// The end of the reserved space (the file's length as the writer left it).
+    pub(crate) allocated: u64,
+    /// Reserve space up to at most this offset (0: never reserve; a segment of format
+    /// version 1, which readers of that version would take a zero tail in for a torn tail).
+    pub(crate) reserve_limit: u64,
     pub(crate) frames: Vec<(u64, u64)>,
     pub(crate) min_ts: i64,
     pub(crate) max_ts: i64,
@@ -59,10 +78,31 @@ pub(crate) struct ActiveSegment {
 }
 
 impl ActiveSegment {
-    /// An active segment with no frames yet, `len` bytes long.
+    /// An active segment with no frames yet, `len` bytes long and no space reserved.
     pub(crate) fn new(handle: Arc<SegmentHandle>, file: Arc<dyn StorageFile>, segment_no: usize, len: u64) -> Self {
         let next_seq = handle.header.base_seq;
-        ActiveSegment { handle, file, segment_no, len, frames: Vec::new(), min_ts: i64::MAX, max_ts: i64::MIN, raw_bytes: 0, next_seq }
+        ActiveSegment {
+            handle,
+            file,
+            segment_no,
+            len,
+            allocated: len,
+            reserve_limit: 0,
+            frames: Vec::new(),
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            raw_bytes: 0,
+            next_seq,
+        }
+    }
+
+    /// Lets the writer reserve space up to `segment_size_bytes`, in a segment whose format
+    /// version allows reserved space.
+    pub(crate) fn reserving(mut self, segment_size_bytes: u64) -> Self {
+        if self.handle.header.format_version >= format::RESERVED_SPACE_VERSION {
+            self.reserve_limit = segment_size_bytes;
+        }
+        self
     }
 }
 
@@ -518,21 +558,69 @@ impl Writer {
         Ok(refs)
     }
 
-    /// Appends `buf` to the active segment and syncs it if asked.
+    /// Writes `buf` at the end of the active segment's frames (reserving the next step of
+    /// space first if `buf` runs past the reserved space) and syncs it if asked: a new
+    /// reservation is made durable by the same sync as the frames written into it.
     fn flush(&mut self, buf: &[u8], sync: bool) -> Result<()> {
-        let path = &self.active.handle.path;
         if !buf.is_empty() {
-            self.active.file.append(buf).map_err(|e| Error::io(path, e))?;
-            self.active.len += buf.len() as u64;
+            let end = self.active.len + buf.len() as u64;
+            if end > self.active.allocated {
+                self.reserve(end)?;
+            }
+            let active = &mut self.active;
+            debug_assert!(active.len <= active.allocated, "frames past the reserved end");
+            active.file.write_at(active.len, buf).map_err(|e| Error::io(&active.handle.path, e))?;
+            active.len = end;
+            active.allocated = active.allocated.max(end);
+            active.handle.set_written(end);
             self.dirty = true;
         }
         if sync && self.dirty {
             let started = std::time::Instant::now();
-            self.active.file.sync_data().map_err(|e| Error::io(path, e))?;
+            self.active.file.sync_data().map_err(|e| Error::io(&self.active.handle.path, e))?;
             self.last_sync = started.elapsed();
             self.dirty = false;
         }
         Ok(())
+    }
+
+    /// Reserves space in the active segment so that it covers at least `end`: the next
+    /// [`RESERVE_STEP_BYTES`], up to the segment size limit.
+    fn reserve(&mut self, end: u64) -> Result<()> {
+        let active = &mut self.active;
+        if active.reserve_limit == 0 {
+            return Ok(());
+        }
+        let target = end.saturating_add(RESERVE_STEP_BYTES).min(active.reserve_limit).max(end);
+        active.file.allocate(target).map_err(|e| Error::io(&active.handle.path, e))?;
+        active.allocated = target;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Cuts the reserved space off the active segment (at a seal and at close), so that a
+    /// sealed segment or a closed store has no zero tail. Not synced here.
+    fn drop_reserved(&mut self) -> Result<()> {
+        let active = &mut self.active;
+        if active.allocated > active.len {
+            active.file.set_len(active.len).map_err(|e| Error::io(&active.handle.path, e))?;
+            active.allocated = active.len;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Closes the writer cleanly: cuts the reserved space off the active segment and syncs,
+    /// so that a closed store's files end at their data. A poisoned writer writes nothing.
+    pub(crate) fn close(&mut self) -> Result<()> {
+        if let Some(cause) = &self.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        if let Err(e) = self.drop_reserved() {
+            self.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        self.sync()
     }
 
     /// Syncs the active segment if anything is unsynced (interval flusher and close).
@@ -561,7 +649,13 @@ impl Writer {
             raw_bytes: self.active.raw_bytes,
             frames: std::mem::take(&mut self.active.frames),
         };
-        self.flush(&trailer.encode(), true)?;
+        // The trailer goes right after the last frame (into the reserved space, reserving no
+        // more) and the reserved space after it is cut off: a sealed segment ends with its
+        // footer. One sync covers both.
+        self.active.reserve_limit = 0;
+        self.flush(&trailer.encode(), false)?;
+        self.drop_reserved()?;
+        self.flush(&[], true)?;
         let sealed_path = self.active.handle.path.clone();
         let mapped = shared.storage.read_all(&sealed_path).map_err(|e| Error::io(&sealed_path, e))?;
         let sealed = Arc::new(SegmentHandle::new(sealed_path, self.active.handle.header, shared.storage.clone(), mapped));
@@ -573,7 +667,8 @@ impl Writer {
         view.log.segments.push(handle.clone());
         let segment_no = view.log.segments.len() - 1;
         drop(view);
-        self.active = ActiveSegment::new(handle, file, segment_no, SEGMENT_HEADER_BYTES as u64);
+        self.active =
+            ActiveSegment::new(handle, file, segment_no, SEGMENT_HEADER_BYTES as u64).reserving(shared.options.segment_size_bytes);
         Ok(())
     }
 
@@ -708,6 +803,7 @@ pub(crate) fn create_segment(
     file.sync_data().map_err(io)?;
     storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     let handle = Arc::new(SegmentHandle::new(path, header, storage.clone(), Bytes::new()));
+    handle.set_written(SEGMENT_HEADER_BYTES as u64);
     Ok((handle, file))
 }
 

@@ -241,8 +241,17 @@ fn rand_like(entity: &str, i: usize) -> String {
     format!("{entity}-{i}-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
-const ALL_KINDS: [FaultOp; 7] =
-    [FaultOp::Append, FaultOp::SyncData, FaultOp::Rename, FaultOp::Read, FaultOp::SyncDir, FaultOp::Create, FaultOp::SetLen];
+const ALL_KINDS: [FaultOp; 9] = [
+    FaultOp::Append,
+    FaultOp::WriteAt,
+    FaultOp::Allocate,
+    FaultOp::SyncData,
+    FaultOp::Rename,
+    FaultOp::Read,
+    FaultOp::SyncDir,
+    FaultOp::Create,
+    FaultOp::SetLen,
+];
 
 /// The roll + checkpoint + reopen workload: `batches` batches after a torn base, with a
 /// checkpoint and a clean reopen every 15 batches.
@@ -291,7 +300,8 @@ fn io_errors_while_writing_a_dictionary_lose_nothing_acknowledged() {
     let base = FaultStorage::new(seed);
     let steps: Vec<Step> = workload(seed, 262, 400, 0).into_iter().map(Step::Append).collect();
     let window = &steps[..244];
-    let kinds = [FaultOp::Append, FaultOp::SyncData, FaultOp::Rename, FaultOp::SyncDir, FaultOp::Create];
+    // No space is reserved in the window (its segment reserved its space before it).
+    let kinds = [FaultOp::Append, FaultOp::WriteAt, FaultOp::SyncData, FaultOp::Rename, FaultOp::SyncDir, FaultOp::Create];
     let cases = enumerate("dictionary", &base, &[], &options, &steps, &kinds, Some(window));
     let trained = {
         let s = base.fork();

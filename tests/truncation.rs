@@ -6,6 +6,7 @@
 //! exactly between two frames is no damage at all.
 
 mod faults;
+mod layout;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -73,7 +74,9 @@ fn fixture(seed: u64, options: &Options) -> Fixture {
     for batch in plan {
         batches.push(store.append_batch(batch).unwrap());
         let segment = last_segment(dir.path());
-        let len = fs::metadata(&segment).unwrap().len();
+        // The end of the frames, not of the file: while the store is open, the active
+        // segment ends in reserved space.
+        let len = layout::frames(&segment).last().map_or(layout::SEGMENT_HEADER_BYTES, |f| f.offset + f.len) as u64;
         frame_ends.push((batches.len(), segment, len));
     }
     drop(store);

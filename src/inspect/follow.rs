@@ -134,6 +134,11 @@ impl Follower {
             };
             let end = trailer.as_ref().map_or(bytes.len(), |t| t.index_offset as usize);
             let mut scan = FrameScan::new(&bytes, header.salt, self.offset as usize, end, self.next_seq);
+            if trailer.is_none() && header.format_version >= format::RESERVED_SPACE_VERSION {
+                // The active segment: the reserved space after its frames is where the next
+                // frames will be written.
+                scan = scan.with_reserved_tail();
+            }
             for item in scan.by_ref() {
                 let frame = match item {
                     Ok(f) => f,

@@ -234,7 +234,9 @@ fn plan_cut(
             true => damage.offset.min(bytes.len() as u64),
             false => 0,
         };
-        let len = bytes.len() as u64 - from_offset;
+        // As `recovery::cut` does, the last segment's reserved space is not kept aside.
+        let end = if i + 1 == segments.len() && from_offset > 0 { recovery::salvage_end(&bytes) as u64 } else { bytes.len() as u64 };
+        let len = end.saturating_sub(from_offset);
         if len == 0 && from_offset > 0 {
             continue; // nothing after the offset: the cut only drops later segments
         }

@@ -106,6 +106,9 @@ pub struct Stats {
     pub raw_bytes: u64,
     /// Bytes after the last committed frame (a write in flight or a torn tail).
     pub uncommitted_bytes: u64,
+    /// Reserved space at the end of the active segment: zeros the writer reserved ahead for
+    /// the next frames (counted in `file_bytes`; not data, not damage).
+    pub reserved_bytes: u64,
     /// Dictionaries: id and size in bytes.
     pub dictionaries: Vec<(u32, u64)>,
     /// Checkpoint files, oldest first.
@@ -167,6 +170,7 @@ impl Inspector {
             stats.stored_bytes += s.stored_bytes;
             stats.raw_bytes += s.raw_bytes;
             stats.uncommitted_bytes += s.uncommitted_bytes;
+            stats.reserved_bytes += s.reserved_bytes;
             stats.first_timestamp = stats.first_timestamp.or(s.min_ts);
             stats.last_timestamp = s.max_ts.or(stats.last_timestamp);
         }

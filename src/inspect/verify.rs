@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::recovery;
 
 /// How long `verify` waits before looking again at a torn tail, to tell a write in flight
-/// (the file grows in the meantime) from what a crash left behind.
+/// (the bytes after it change in the meantime) from what a crash left behind.
 pub const TORN_TAIL_RECHECK_MS: u64 = 250;
 
 /// How many times `verify` looks again at a torn tail that keeps moving.
@@ -57,6 +57,9 @@ pub struct VerifyReport {
     pub dictionaries: u64,
     /// Checkpoint files checked.
     pub checkpoints: u64,
+    /// Reserved space at the end of the active segment (zeros the writer reserved ahead for
+    /// the next frames): not data and not damage.
+    pub reserved_bytes: u64,
 }
 
 impl VerifyReport {
@@ -76,8 +79,9 @@ impl Inspector {
     /// at all (not a store, I/O error, a newer format).
     ///
     /// With a live writer, the newest segment may end in a frame being written: a torn tail
-    /// is reported only if the segment has not grown when looked at again
-    /// [`TORN_TAIL_RECHECK_MS`] later.
+    /// is reported only if the bytes from it on have not changed when looked at again
+    /// [`TORN_TAIL_RECHECK_MS`] later. Reserved space (zeros at the end of the newest
+    /// segment) is not a problem; it is counted in [`VerifyReport::reserved_bytes`].
     ///
     /// ```
     /// use strata::{NewEvent, Options, Store};
@@ -101,13 +105,18 @@ impl Inspector {
             if looks >= TORN_TAIL_LOOKS {
                 return Ok(report);
             }
-            let len_now = |inspector: &Self| inspector.storage.read_all(&torn.file).map(|b| b.len()).map_err(|e| Error::io(&torn.file, e));
-            let before = len_now(self)?;
+            // The writer fills reserved space without growing the file: compare what follows
+            // the torn frame, not the length.
+            let tail_now = |inspector: &Self| {
+                let bytes = inspector.storage.read_all(&torn.file).map_err(|e| Error::io(&torn.file, e))?;
+                Ok::<_, Error>(bytes.slice((torn.offset as usize).min(bytes.len())..))
+            };
+            let before = tail_now(self)?;
             std::thread::sleep(Duration::from_millis(TORN_TAIL_RECHECK_MS));
-            if len_now(self)? == before {
+            if tail_now(self)? == before {
                 return Ok(report);
             }
-            // The segment grew: that was a write in flight. Look again.
+            // The segment changed after the torn frame: that was a write in flight. Look again.
         }
     }
 
@@ -129,6 +138,7 @@ impl Inspector {
             Ok(ControlFlow::Continue(()))
         })?;
         report.segments = walked.segments.len() as u64;
+        report.reserved_bytes = walked.segments.iter().map(|s| s.reserved_bytes).sum();
         report.frames = frames;
         report.events = events;
         report.last_seq = walked.next_seq - 1;

@@ -87,6 +87,10 @@ pub struct SegmentSummary {
     /// Bytes after the last good frame of the active segment: a write in flight, or a torn
     /// tail left by a crash.
     pub uncommitted_bytes: u64,
+    /// Reserved space: zeros from the end of the active segment's data to the end of the
+    /// file, which the writer reserved ahead and fills with the next frames (not data, not
+    /// damage; a cleanly closed store has none).
+    pub reserved_bytes: u64,
 }
 
 impl SegmentSummary {
@@ -104,6 +108,7 @@ impl SegmentSummary {
             max_ts: None,
             state: SegmentState::Active,
             uncommitted_bytes: 0,
+            reserved_bytes: 0,
         }
     }
 
@@ -340,8 +345,11 @@ impl Inspector {
         let mut listed: Vec<(u64, u64)> = Vec::new();
         let (mut from, mut next_seq) = (SEGMENT_HEADER_BYTES, header.base_seq);
         let mut whole = true;
+        // The active segment may end in reserved space, as in recovery.
+        let reserving = seg.last && sealed.is_none() && header.format_version >= format::RESERVED_SPACE_VERSION;
         loop {
-            let mut scan = FrameScan::new(seg.bytes, header.salt, from, end, next_seq);
+            let scan = FrameScan::new(seg.bytes, header.salt, from, end, next_seq);
+            let mut scan = if reserving { scan.with_reserved_tail() } else { scan };
             let mut bad = None;
             for item in scan.by_ref() {
                 match item {
@@ -357,12 +365,16 @@ impl Inspector {
                     Err(b) => bad = Some(b),
                 }
             }
+            summary.reserved_bytes = scan.reserved_bytes();
             let Some(bad) = bad else { break };
             whole = false;
             let after = segment::find_valid_frame_after(seg.bytes, header.salt, bad.offset as usize, next_seq);
             let torn = seg.last && sealed.is_none() && after.is_none();
             if torn {
-                summary.uncommitted_bytes = len as u64 - bad.offset;
+                // A partial frame: what follows its last non-zero byte is reserved space.
+                let data_end = if reserving { segment::end_before_zeros(seg.bytes).max(bad.offset as usize) } else { len };
+                summary.uncommitted_bytes = data_end as u64 - bad.offset;
+                summary.reserved_bytes = (len - data_end) as u64;
             } else {
                 summary.state = SegmentState::Damaged;
             }

@@ -31,6 +31,12 @@ impl StorageFile for CountingFile {
     fn append(&self, data: &[u8]) -> io::Result<()> {
         self.inner.append(data)
     }
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.inner.write_at(offset, data)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
     fn sync_data(&self) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.inner.sync_data()
@@ -52,6 +58,9 @@ impl Storage for CountingStorage {
     }
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         FsStorage.list_dir(dir)
+    }
+    fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes> {
+        FsStorage.read_prefix(path, len)
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
         Ok(self.wrap(FsStorage.open(path)?))

@@ -70,6 +70,7 @@ pub(crate) fn segments(out: &mut Out<'_>, segments: &[SegmentSummary], problems:
                 "max_timestamp": ts(s.max_ts),
                 "state": s.state.to_string(),
                 "uncommitted_bytes": s.uncommitted_bytes,
+                "reserved_bytes": s.reserved_bytes,
                 "problems": mine,
             });
             writeln!(out, "{row}")?;
@@ -86,6 +87,9 @@ pub(crate) fn segments(out: &mut Out<'_>, segments: &[SegmentSummary], problems:
         let mut state = s.state.to_string();
         if s.uncommitted_bytes > 0 {
             state.push_str(&format!(" (+{} uncommitted)", bytes_text(s.uncommitted_bytes)));
+        }
+        if s.reserved_bytes > 0 {
+            state.push_str(&format!(" (+{} reserved)", bytes_text(s.reserved_bytes)));
         }
         rows.push(vec![
             name,
@@ -151,6 +155,7 @@ pub(crate) fn verify(out: &mut Out<'_>, r: &VerifyReport, json: bool) -> io::Res
             "entities": r.entities,
             "dictionaries": r.dictionaries,
             "checkpoints": r.checkpoints,
+            "reserved_bytes": r.reserved_bytes,
             "problems": r.problems.iter().map(problem_json).collect::<Vec<_>>(),
             "notes": r.notes,
         });
@@ -162,10 +167,13 @@ pub(crate) fn verify(out: &mut Out<'_>, r: &VerifyReport, json: bool) -> io::Res
     for n in &r.notes {
         writeln!(out, "note: {n}")?;
     }
-    let counts = format!(
+    let mut counts = format!(
         "{} segments, {} frames, {} events (last seq {}), {} entities, {} dictionaries, {} checkpoints",
         r.segments, r.frames, r.events, r.last_seq, r.entities, r.dictionaries, r.checkpoints
     );
+    if r.reserved_bytes > 0 {
+        counts.push_str(&format!(", {} of reserved space after the last frame (not data)", bytes_text(r.reserved_bytes)));
+    }
     match r.problems.len() {
         0 => writeln!(out, "ok: {counts}"),
         n => writeln!(out, "{n} problem{} found; checked {counts}", if n == 1 { "" } else { "s" }),
@@ -192,6 +200,7 @@ pub(crate) fn stats(out: &mut Out<'_>, s: &Stats, json: bool) -> io::Result<()> 
             "raw_bytes": s.raw_bytes,
             "compression_ratio": s.compression_ratio(),
             "uncommitted_bytes": s.uncommitted_bytes,
+            "reserved_bytes": s.reserved_bytes,
             "dictionaries": s.dictionaries.iter().map(|(id, bytes)| json!({"id": id, "bytes": bytes})).collect::<Vec<_>>(),
             "checkpoints": s.checkpoints.iter().map(|c| json!({
                 "file": c.path.display().to_string(),
@@ -218,6 +227,9 @@ pub(crate) fn stats(out: &mut Out<'_>, s: &Stats, json: bool) -> io::Result<()> 
     )?;
     if s.uncommitted_bytes > 0 {
         writeln!(out, "uncommitted  {} after the last committed frame", bytes_text(s.uncommitted_bytes))?;
+    }
+    if s.reserved_bytes > 0 {
+        writeln!(out, "reserved     {} of zeros reserved for the next frames (not data)", bytes_text(s.reserved_bytes))?;
     }
     writeln!(out, "index memory about {} once open", bytes_text(s.index_memory_bytes))?;
     let dicts: Vec<String> = s.dictionaries.iter().map(|(id, b)| format!("#{id} ({})", bytes_text(*b))).collect();

@@ -150,8 +150,12 @@ pub fn frame_offsets(segment: &Path) -> Vec<u64> {
     let mut offsets = Vec::new();
     let mut at = 64usize;
     while at + 48 <= end {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len < 48 {
+            break; // reserved space (zeros) after the last frame of an active segment
+        }
         offsets.push(at as u64);
-        at += u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += len;
     }
     offsets
 }
