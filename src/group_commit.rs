@@ -82,7 +82,9 @@ impl GroupCommit {
     fn push(&self, pending: Pending) {
         let mut queue = self.queue.lock();
         queue.push(pending);
-        if self.gathering.load(Ordering::Relaxed) {
+        // Wake a gathering leader only once everyone is in: each wake-up is a context
+        // switch, and on two cores those are what a group of eight waits for.
+        if self.gathering.load(Ordering::Relaxed) && queue.len() >= self.appenders.load(Ordering::Relaxed) {
             self.arrived.notify_one();
         }
     }
