@@ -1,10 +1,9 @@
-//! The write path: group commit of batches into frames, one write and one fsync per group,
-//! segment roll and seal, dictionary training, and the poisoning rule.
+//! The write path: a group of batches committed as frames, one write and one fsync per
+//! group, segment roll and seal, dictionary training, and the poisoning rule.
 //!
-//! Appenders queue their batch and take the writer lock; whoever gets it first commits
-//! every batch queued at that moment (a group), the others find their result ready when
-//! they get the lock. A group is checked against the current state (plus the group's own
-//! earlier batches), encoded as one frame per batch, written with one positioned write at
+//! group_commit.rs decides which batches form a group and who commits it (the leader, under
+//! the writer lock); this module commits it. A group is checked against the current state
+//! (plus the group's own earlier batches), encoded as one frame per batch, written with one positioned write at
 //! the end of the active segment's frames (into space reserved ahead, so that the sync has
 //! no file-size change to commit) and made durable with one `sync_data`, and only then
 //! applied to the in-memory index: readers never see an event that is not durable, and a
