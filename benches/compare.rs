@@ -499,13 +499,20 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-fn strata_load(mode: Mode, dir: &Path, report: &Report<'_>) {
+/// The workload of a load phase and its reference fold, with `dir` emptied and the sampled
+/// ids written into it (the read phases read them back).
+fn fresh_load(mode: Mode, dir: &Path) -> (Vec<Op>, Reference) {
     let config = mode.workload();
     let ops = workload::generate(&config).expect("workload config is valid");
     let reference = Reference::new(&config, &ops);
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).expect("create the system directory");
     write_ids(dir, &sample_ids(mode, &config, &ops));
+    (ops, reference)
+}
+
+fn strata_load(mode: Mode, dir: &Path, report: &Report<'_>) {
+    let (ops, reference) = fresh_load(mode, dir);
     let store_dir = dir.join("store");
     let store = Store::open(&store_dir, fixture::options(Durability::Always)).expect("open strata store");
 
@@ -534,12 +541,7 @@ fn strata_load(mode: Mode, dir: &Path, report: &Report<'_>) {
 }
 
 fn sqlite_load(mode: Mode, dir: &Path, report: &Report<'_>) {
-    let config = mode.workload();
-    let ops = workload::generate(&config).expect("workload config is valid");
-    let reference = Reference::new(&config, &ops);
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir).expect("create the system directory");
-    write_ids(dir, &sample_ids(mode, &config, &ops));
+    let (ops, reference) = fresh_load(mode, dir);
     let mut store = SqliteStore::open(&dir.join("store")).expect("open sqlite store");
 
     let mut stamps = Vec::with_capacity(ops.len());
