@@ -45,11 +45,16 @@ pub(crate) struct View {
 }
 
 /// Space reserved ahead in the active segment at a time (capped at the segment size limit).
-/// Frames are then written into space the file already covers, so that the fdatasync of an
-/// append has no file-size change to commit (format-spec.md, "Reserved space"): on ext4 a
-/// 150-byte write + fdatasync costs about 110 us inside reserved space against about 170 us
-/// when it grows the file.
-pub(crate) const RESERVE_STEP_BYTES: u64 = 4 << 20;
+/// The writer allocates it (`fallocate`) and writes its zeros, so that frames are later
+/// written over blocks the file system already holds as data: the fdatasync of an append
+/// then has neither a file-size change nor an unwritten-extent conversion to commit
+/// (format-spec.md, "Reserved space"). On ext4 here a 2 KiB write + fdatasync costs about
+/// 80 us inside written zeros, 120 us inside space only `fallocate`d, and more when it grows
+/// the file. One step costs about 1.6 ms of extra sync once per MiB.
+pub(crate) const RESERVE_STEP_BYTES: u64 = 1 << 20;
+
+/// The zeros written into newly reserved space, a buffer at a time.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// The segment being appended to.
 ///
@@ -591,7 +596,15 @@ impl Writer {
             return Ok(());
         }
         let target = end.saturating_add(RESERVE_STEP_BYTES).min(active.reserve_limit).max(end);
-        active.file.allocate(target).map_err(|e| Error::io(&active.handle.path, e))?;
+        let io = |e| Error::io(&active.handle.path, e);
+        active.file.allocate(target).map_err(io)?;
+        // Write the zeros too (the frames about to be written cover their own part).
+        let mut at = active.allocated.max(end);
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            active.file.write_at(at, &ZEROS[..n]).map_err(io)?;
+            at += n as u64;
+        }
         active.allocated = target;
         self.dirty = true;
         Ok(())
