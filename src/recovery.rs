@@ -587,6 +587,7 @@ fn finish_open(
         dirty: false,
         last_sync: std::time::Duration::ZERO,
         json_buffers: Default::default(),
+        payload_buffers: Default::default(),
         events_since_checkpoint: 0,
         bytes_since_checkpoint: 0,
     };

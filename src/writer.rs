@@ -117,22 +117,28 @@ pub(crate) struct Sampler {
     sizes: Vec<usize>,
 }
 
-/// A few byte buffers kept for reuse, so that a stream of big batches does not allocate
-/// (and fault in) a fresh buffer for each.
-#[derive(Debug, Default)]
-pub(crate) struct BufferPool(Vec<Vec<u8>>);
+/// A few buffers kept for reuse, so that a stream of big batches does not allocate (and
+/// fault in) fresh buffers for each.
+#[derive(Debug)]
+pub(crate) struct BufferPool<T>(Vec<Vec<T>>);
 
-impl BufferPool {
+impl<T> Default for BufferPool<T> {
+    fn default() -> Self {
+        BufferPool(Vec::new())
+    }
+}
+
+impl<T> BufferPool<T> {
     /// At most this many buffers are kept, none bigger than `MAX_KEPT_BYTES`.
     const MAX_KEPT: usize = 8;
     const MAX_KEPT_BYTES: usize = 4 << 20;
 
-    fn take(&mut self) -> Vec<u8> {
+    fn take(&mut self) -> Vec<T> {
         self.0.pop().unwrap_or_default()
     }
 
-    fn put(&mut self, mut buf: Vec<u8>) {
-        if self.0.len() < Self::MAX_KEPT && buf.capacity() <= Self::MAX_KEPT_BYTES {
+    fn put(&mut self, mut buf: Vec<T>) {
+        if self.0.len() < Self::MAX_KEPT && buf.capacity().saturating_mul(size_of::<T>()) <= Self::MAX_KEPT_BYTES {
             buf.clear();
             self.0.push(buf);
         }
@@ -154,7 +160,9 @@ pub(crate) struct Writer {
     /// How long the last sync of a commit took (group commit gathers for about that long).
     pub(crate) last_sync: std::time::Duration,
     /// Buffers for batches' JSON, reused from group to group.
-    pub(crate) json_buffers: BufferPool,
+    pub(crate) json_buffers: BufferPool<u8>,
+    /// Where each event's JSON is in its batch's buffer, per batch.
+    pub(crate) payload_buffers: BufferPool<Payload>,
     pub(crate) events_since_checkpoint: u64,
     pub(crate) bytes_since_checkpoint: u64,
 }
@@ -212,7 +220,8 @@ impl Checked {
 }
 
 /// Where an event's encoded JSON is in its batch's buffer.
-struct Payload {
+#[derive(Debug)]
+pub(crate) struct Payload {
     data: std::ops::Range<usize>,
     metadata: Option<std::ops::Range<usize>>,
     /// The id was supplied by the caller (and is stored); generated ids are not stored.
@@ -267,6 +276,7 @@ impl Writer {
                 continue;
             }
             let mut local = overlay.clone();
+            local.reserve(p.batch.len());
             match self.prepare(shared, &validators, p.batch, &mut local, &group_ids) {
                 Ok(Ok(batch)) => {
                     overlay = local;
@@ -302,6 +312,7 @@ impl Writer {
                 drop(view);
                 for p in prepared {
                     self.json_buffers.put(p.batch.json);
+                    self.payload_buffers.put(p.batch.payloads);
                     p.slot.fill(Ok(p.batch.events));
                 }
             }
@@ -341,7 +352,8 @@ impl Writer {
         let mut prev_ts = i64::MIN;
         let mut events = Vec::with_capacity(batch.len());
         let mut batch_bytes = 0usize;
-        let mut payloads = Vec::with_capacity(batch.len());
+        let mut payloads = self.payload_buffers.take();
+        payloads.reserve(batch.len());
         let mut json = self.json_buffers.take();
         let indexed = self.indexed_states(shared, &batch, overlay);
         for (i, (ne, indexed)) in batch.into_iter().zip(indexed).enumerate() {
