@@ -1,16 +1,20 @@
 //! Reserved space in the active segment (format version 2): the writer reserves space ahead
-//! (fallocate) and writes frames into it, so a store that is open, copied while open, or left
+//! (fallocate, then writes its zeros) and writes frames into it, so a store that is open, copied while open, or left
 //! by a crash has zeros after its last frame. Those zeros are the clean end of the log, not a
 //! torn tail; anything else after the frames is judged as before; a clean close and a seal
 //! cut the reserved space off.
 
+#[path = "support/counting_storage.rs"]
+mod counting_storage;
 mod layout;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use counting_storage::CountingStorage;
 use parking_lot::Mutex;
 use serde_json::json;
+use std::sync::atomic::Ordering;
 use strata::{Durability, Error, EventQuery, FaultOp, FaultStorage, NewEvent, Options, Recovery, Store};
 
 fn options(recovery: Recovery) -> Options {
@@ -140,6 +144,35 @@ fn non_zero_bytes_after_the_zeros_are_judged_as_before() {
     std::fs::write(&segment, &damaged).unwrap();
     let reason = expect_corruption(dir.path(), Recovery::TolerateTornTail, &segment, end10 as u64);
     assert!(!reason.contains("torn tail"), "{reason}");
+}
+
+/// Reserved space is written (zeros), not only allocated: frames then overwrite blocks the
+/// file system holds as data, so an fdatasync has no unwritten extent to convert
+/// (format-spec.md, section 3.4).
+#[test]
+fn reserving_space_writes_its_zeros_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(CountingStorage::default());
+    let written = fs.written.clone();
+    let store = Store::open_with_storage(dir.path(), options(Recovery::Strict), fs).unwrap();
+    let before = written.load(Ordering::Relaxed);
+    store.append(event(0)).unwrap();
+    let first = written.load(Ordering::Relaxed) - before;
+    let (copy, segment, data_end) = copy_while_open(dir.path());
+    let file_len = std::fs::metadata(&segment).unwrap().len();
+    let reserved = file_len - data_end as u64;
+    assert!(reserved >= 512 << 10, "the first append reserves a step of space: {reserved} bytes");
+    assert!(first >= reserved, "the reserved zeros must be written: {first} bytes written for {reserved} reserved");
+    drop(copy);
+    // The appends that fit in the reserved space write only their frames.
+    let before = written.load(Ordering::Relaxed);
+    for i in 1..50 {
+        store.append(event(i)).unwrap();
+    }
+    let later = written.load(Ordering::Relaxed) - before;
+    assert!(later < 64 << 10, "49 small appends inside reserved space wrote {later} bytes");
+    drop(store);
+    assert_eq!(Store::open(dir.path(), options(Recovery::Strict)).unwrap().last_seq(), 50);
 }
 
 #[test]

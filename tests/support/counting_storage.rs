@@ -1,4 +1,5 @@
-//! The real file system with a count of `sync_data` calls, for tests of group commit.
+//! The real file system with a count of `sync_data` calls and of the bytes written, for
+//! tests of group commit and of space reservation.
 
 use std::io;
 use std::path::Path;
@@ -8,17 +9,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use strata::{FsStorage, Storage, StorageFile};
 
-/// Wraps the real file system and counts `sync_data` calls.
+/// Wraps the real file system and counts `sync_data` calls and bytes written.
 #[derive(Debug, Default)]
 pub struct CountingStorage {
     /// `sync_data` calls so far.
     pub syncs: Arc<AtomicU64>,
+    /// Bytes passed to `append` and `write_at` so far.
+    pub written: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
 struct CountingFile {
     inner: Arc<dyn StorageFile>,
     syncs: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
 }
 
 impl StorageFile for CountingFile {
@@ -29,9 +33,11 @@ impl StorageFile for CountingFile {
         self.inner.read_exact_at(offset, buf)
     }
     fn append(&self, data: &[u8]) -> io::Result<()> {
+        self.written.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.inner.append(data)
     }
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.written.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.inner.write_at(offset, data)
     }
     fn allocate(&self, len: u64) -> io::Result<()> {
@@ -48,7 +54,7 @@ impl StorageFile for CountingFile {
 
 impl CountingStorage {
     fn wrap(&self, inner: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
-        Arc::new(CountingFile { inner, syncs: self.syncs.clone() })
+        Arc::new(CountingFile { inner, syncs: self.syncs.clone(), written: self.written.clone() })
     }
 }
 
