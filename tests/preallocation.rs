@@ -1,11 +1,9 @@
 //! Reserved space in the active segment (format version 2): the writer reserves space ahead
-//! (fallocate, then writes its zeros) and writes frames into it, so a store that is open, copied while open, or left
-//! by a crash has zeros after its last frame. Those zeros are the clean end of the log, not a
-//! torn tail; anything else after the frames is judged as before; a clean close and a seal
-//! cut the reserved space off.
+//! (fallocate, then writes its zeros) and writes frames into it, so a store that is open,
+//! copied while open, or left by a crash has zeros after its last frame. Those zeros are the
+//! clean end of the log, not a torn tail; anything else after the frames is judged as before;
+//! a clean close and a seal cut the reserved space off.
 
-#[path = "support/counting_storage.rs"]
-mod counting_storage;
 mod layout;
 
 use std::path::{Path, PathBuf};
