@@ -275,11 +275,22 @@ pub(crate) struct FrameEncoder {
     plain: zstd::bulk::Compressor<'static>,
     with_dict: Option<(u32, zstd::bulk::Compressor<'static>)>,
     raw: Vec<u8>,
+    /// Where each record of the frame being built ends in `raw` (kept between frames).
+    ends: Vec<usize>,
+    /// The compressed bytes of the chunk being built (kept between chunks).
+    compressed: Vec<u8>,
 }
 
 impl FrameEncoder {
     pub(crate) fn new(level: i32) -> std::io::Result<Self> {
-        Ok(FrameEncoder { level, plain: zstd::bulk::Compressor::new(level)?, with_dict: None, raw: Vec::new() })
+        Ok(FrameEncoder {
+            level,
+            plain: zstd::bulk::Compressor::new(level)?,
+            with_dict: None,
+            raw: Vec::new(),
+            ends: Vec::new(),
+            compressed: Vec::new(),
+        })
     }
 
     /// From now on compress with this dictionary.
@@ -296,23 +307,30 @@ impl FrameEncoder {
     /// Encodes `records` (which must be non-empty, with non-decreasing timestamps) as one
     /// frame starting at `base_seq`, appending it to `out`. Returns the raw (uncompressed)
     /// record bytes, for dictionary training.
-    pub(crate) fn encode(&mut self, out: &mut Vec<u8>, base_seq: u64, records: &[RecordView<'_>], salt: u64) -> std::io::Result<usize> {
-        debug_assert!(!records.is_empty());
-        let min_ts = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-        let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    pub(crate) fn encode<'r>(
+        &mut self,
+        out: &mut Vec<u8>,
+        base_seq: u64,
+        records: impl Iterator<Item = RecordView<'r>> + Clone,
+        salt: u64,
+    ) -> std::io::Result<usize> {
+        let (min_ts, max_ts) = records.clone().fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.timestamp), hi.max(r.timestamp)));
         // Encode all records once, remembering where each chunk ends.
         self.raw.clear();
-        let mut ends = Vec::with_capacity(records.len());
+        let mut ends = std::mem::take(&mut self.ends);
+        ends.clear();
         for rec in records {
-            record::encode(&mut self.raw, rec, min_ts);
+            record::encode(&mut self.raw, &rec, min_ts);
             ends.push(self.raw.len());
         }
+        let count = ends.len();
+        debug_assert!(count > 0);
         // Chunks of about CHUNK_TARGET_RAW_BYTES; a huge batch gets bigger chunks so that
         // the chunk count stays well within its u16.
         let target = CHUNK_TARGET_RAW_BYTES.max(self.raw.len() / MAX_CHUNKS_PER_FRAME + 1);
         let mut bounds: Vec<(usize, u16)> = Vec::new();
         let (mut chunk_start, mut in_chunk) = (0usize, 0u16);
-        for end in ends {
+        for &end in &ends {
             in_chunk += 1;
             if end - chunk_start >= target || in_chunk == u16::MAX {
                 bounds.push((end, in_chunk));
@@ -323,6 +341,7 @@ impl FrameEncoder {
         if in_chunk > 0 {
             bounds.push((self.raw.len(), in_chunk));
         }
+        self.ends = ends;
         let start = out.len();
         out.resize(start + FRAME_HEADER_BYTES + CHUNK_ENTRY_BYTES * bounds.len(), 0);
         let dict_id = self.dict_id();
@@ -347,7 +366,7 @@ impl FrameEncoder {
         let h = &mut out[start..];
         h[0..4].copy_from_slice(&len.to_le_bytes());
         h[8..16].copy_from_slice(&base_seq.to_le_bytes());
-        h[16..20].copy_from_slice(&(records.len() as u32).to_le_bytes());
+        h[16..20].copy_from_slice(&(count as u32).to_le_bytes());
         h[20..22].copy_from_slice(&(bounds.len() as u16).to_le_bytes());
         h[24..32].copy_from_slice(&min_ts.to_le_bytes());
         h[32..40].copy_from_slice(&max_ts.to_le_bytes());
@@ -368,10 +387,12 @@ impl FrameEncoder {
             Some((_, c)) => (CODEC_ZSTD_DICT, c),
             None => (CODEC_ZSTD, &mut self.plain),
         };
-        let compressed = compressor.compress(chunk)?;
+        self.compressed.clear();
+        self.compressed.reserve(zstd::zstd_safe::compress_bound(chunk.len()));
+        compressor.compress_to_buffer(chunk, &mut self.compressed)?;
         // Store raw where compression does not pay for itself.
-        if compressed.len() + 8 < chunk.len() {
-            out.extend_from_slice(&compressed);
+        if self.compressed.len() + 8 < chunk.len() {
+            out.extend_from_slice(&self.compressed);
             Ok(codec)
         } else {
             out.extend_from_slice(chunk);

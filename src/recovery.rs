@@ -588,6 +588,9 @@ fn finish_open(
         last_sync: std::time::Duration::ZERO,
         json_buffers: Default::default(),
         payload_buffers: Default::default(),
+        overlay: Default::default(),
+        indexed_scratch: Vec::new(),
+        frame_buf: Vec::new(),
         events_since_checkpoint: 0,
         bytes_since_checkpoint: 0,
     };

@@ -53,6 +53,9 @@ pub(crate) struct View {
 /// the file. One step costs about 1.6 ms of extra sync once per MiB.
 pub(crate) const RESERVE_STEP_BYTES: u64 = 1 << 20;
 
+/// The largest frame buffer the writer keeps for the next group.
+const FRAME_BUF_MAX_KEPT: usize = 4 << 20;
+
 /// The zeros written into newly reserved space, a buffer at a time.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
@@ -163,6 +166,12 @@ pub(crate) struct Writer {
     pub(crate) json_buffers: BufferPool<u8>,
     /// Where each event's JSON is in its batch's buffer, per batch.
     pub(crate) payload_buffers: BufferPool<Payload>,
+    /// The entities a group touches (kept between groups for its tables).
+    pub(crate) overlay: Overlay,
+    /// The index's entities for the batch being checked (kept between batches).
+    pub(crate) indexed_scratch: Vec<Option<(Arc<str>, Pendingstate)>>,
+    /// The frames of the group being written (kept between groups).
+    pub(crate) frame_buf: Vec<u8>,
     pub(crate) events_since_checkpoint: u64,
     pub(crate) bytes_since_checkpoint: u64,
 }
@@ -176,7 +185,7 @@ impl std::fmt::Debug for FrameEncoder {
 /// An entity as the writer sees it while checking a group: the index plus the group's own
 /// earlier events.
 #[derive(Debug, Clone)]
-struct Pendingstate {
+pub(crate) struct Pendingstate {
     kind: Arc<str>,
     version: u64,
     deleted: bool,
@@ -214,7 +223,7 @@ impl Checked {
         }
     }
 
-    fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
+    fn records(&self) -> impl Iterator<Item = RecordView<'_>> + Clone {
         (0..self.events.len()).map(|i| self.record(i))
     }
 }
@@ -228,9 +237,61 @@ pub(crate) struct Payload {
     caller_id: bool,
 }
 
-/// The writer's view of the entities a group touches, by id.
+/// The writer's view of the entities a group touches, by id, with an undo log so that a
+/// batch that fails its checks leaves no trace for the batches after it in the group.
 /// Keys are the index's own `Arc<str>` ids where the entity exists: no allocation per event.
-type Overlay = HashMap<Arc<str>, Pendingstate, foldhash::fast::RandomState>;
+/// The writer keeps one and clears it after each group, so that big batches do not allocate
+/// (and free) its tables every time.
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    states: HashMap<Arc<str>, Pendingstate, foldhash::fast::RandomState>,
+    /// What the current batch replaced, oldest first: `None` where the id was new.
+    undo: Vec<(Arc<str>, Option<Pendingstate>)>,
+}
+
+impl Overlay {
+    /// Entries above which a cleared overlay gives its memory back.
+    const MAX_KEPT: usize = 1 << 16;
+
+    fn get_key_value(&self, id: &str) -> Option<(&Arc<str>, &Pendingstate)> {
+        self.states.get_key_value(id)
+    }
+
+    fn contains_key(&self, id: &str) -> bool {
+        self.states.contains_key(id)
+    }
+
+    /// Starts a batch: its changes can be undone until the next `begin`.
+    fn begin(&mut self, events: usize) {
+        self.undo.clear();
+        self.states.reserve(events);
+    }
+
+    fn insert(&mut self, id: Arc<str>, state: Pendingstate) {
+        let old = self.states.insert(id.clone(), state);
+        self.undo.push((id, old));
+    }
+
+    /// Undoes the current batch's changes.
+    fn roll_back(&mut self) {
+        while let Some((id, old)) = self.undo.pop() {
+            match old {
+                Some(state) => self.states.insert(id, state),
+                None => self.states.remove(&id),
+            };
+        }
+    }
+
+    /// Empties the overlay for the next group, keeping its tables unless they grew huge.
+    fn clear(&mut self) {
+        if self.states.capacity() > Self::MAX_KEPT {
+            *self = Overlay::default();
+        } else {
+            self.states.clear();
+            self.undo.clear();
+        }
+    }
+}
 
 impl Writer {
     /// How long the last sync of a commit took.
@@ -260,7 +321,7 @@ impl Writer {
             }
             return Vec::new();
         }
-        let mut overlay = Overlay::default();
+        let mut overlay = std::mem::take(&mut self.overlay);
         let mut group_ids: HashSet<String> = HashSet::new();
         let mut prepared = Vec::new();
         // One view of the validators for the whole group, so that every batch in it is
@@ -275,11 +336,13 @@ impl Writer {
                 deferred.push(p);
                 continue;
             }
-            let mut local = overlay.clone();
-            local.reserve(p.batch.len());
-            match self.prepare(shared, &validators, p.batch, &mut local, &group_ids) {
+            overlay.begin(p.batch.len());
+            let result = self.prepare(shared, &validators, p.batch, &mut overlay, &group_ids);
+            if !matches!(result, Ok(Ok(_))) {
+                overlay.roll_back();
+            }
+            match result {
                 Ok(Ok(batch)) => {
-                    overlay = local;
                     group_ids.extend(ids);
                     self.next_seq += batch.events.len() as u64;
                     self.last_ts = self.last_ts.max(batch.events.iter().map(|e| e.timestamp.as_micros()).max().unwrap_or(i64::MIN));
@@ -290,6 +353,8 @@ impl Writer {
             }
         }
         drop(validators);
+        overlay.clear();
+        self.overlay = overlay;
         if prepared.is_empty() {
             return deferred;
         }
@@ -355,8 +420,9 @@ impl Writer {
         let mut payloads = self.payload_buffers.take();
         payloads.reserve(batch.len());
         let mut json = self.json_buffers.take();
-        let indexed = self.indexed_states(shared, &batch, overlay);
-        for (i, (ne, indexed)) in batch.into_iter().zip(indexed).enumerate() {
+        let mut indexed = std::mem::take(&mut self.indexed_scratch);
+        self.indexed_states(shared, &batch, overlay, &mut indexed);
+        for (i, (ne, indexed)) in batch.into_iter().zip(indexed.drain(..)).enumerate() {
             let seq = self.next_seq + i as u64;
             let ts = self.timestamp_for(&ne, batch_ts, prev_ts)?;
             prev_ts = ts;
@@ -416,6 +482,7 @@ impl Writer {
             events.push(ev);
             payloads.push(Payload { data, metadata: meta, caller_id });
         }
+        self.indexed_scratch = indexed;
         Ok(Ok(Checked { events, payloads, json }))
     }
 
@@ -478,19 +545,18 @@ impl Writer {
 
     /// The entities of `batch` as the index has them, for those the group has not touched
     /// yet (one read lock for the whole batch).
-    fn indexed_states(&self, shared: &Shared, batch: &[NewEvent], overlay: &Overlay) -> Vec<Option<(Arc<str>, Pendingstate)>> {
+    fn indexed_states(&self, shared: &Shared, batch: &[NewEvent], overlay: &Overlay, out: &mut Vec<Option<(Arc<str>, Pendingstate)>>) {
+        out.clear();
         let view = shared.view.read();
-        batch
-            .iter()
-            .map(|ne| {
-                if overlay.contains_key(ne.entity.as_str()) {
-                    return None;
-                }
-                view.index.entities.get_key_value(ne.entity.as_str()).map(|(id, e)| {
-                    (id.clone(), Pendingstate { kind: e.kind.clone(), version: e.version(), deleted: e.deleted, state: None })
-                })
-            })
-            .collect()
+        out.extend(batch.iter().map(|ne| {
+            if overlay.contains_key(ne.entity.as_str()) {
+                return None;
+            }
+            view.index
+                .entities
+                .get_key_value(ne.entity.as_str())
+                .map(|(id, e)| (id.clone(), Pendingstate { kind: e.kind.clone(), version: e.version(), deleted: e.deleted, state: None }))
+        }));
     }
 
     /// The entity after `ev`, running the validators of its kind. The full state is
@@ -538,24 +604,32 @@ impl Writer {
 
     /// Writes the group's frames (rolling segments as needed) and syncs per the durability.
     fn write_group(&mut self, shared: &Shared, prepared: &[Prepared]) -> Result<Vec<FrameRef>> {
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.frame_buf);
+        buf.clear();
+        let refs = self.write_frames(shared, prepared, &mut buf);
+        if buf.capacity() <= FRAME_BUF_MAX_KEPT {
+            self.frame_buf = buf;
+        }
+        refs
+    }
+
+    fn write_frames(&mut self, shared: &Shared, prepared: &[Prepared], buf: &mut Vec<u8>) -> Result<Vec<FrameRef>> {
         let mut refs = Vec::with_capacity(prepared.len());
         for p in prepared {
-            let views: Vec<RecordView<'_>> = p.batch.records().collect();
             let events = &p.batch.events;
             let base_seq = events[0].seq;
             let mut start = buf.len();
-            let mut raw = self.encode(&mut buf, base_seq, &views)?;
+            let mut raw = self.encode(buf, base_seq, p.batch.records())?;
             let has_frames = !self.active.frames.is_empty();
             if self.active.len + buf.len() as u64 > shared.options.segment_size_bytes && has_frames {
                 // Flush what precedes this frame, seal, and encode it again for the new
                 // segment (its CRC is seeded with the new segment's salt).
                 buf.truncate(start);
-                self.flush(&buf, true)?;
+                self.flush(buf, true)?;
                 buf.clear();
                 self.roll(shared)?;
                 start = 0;
-                raw = self.encode(&mut buf, base_seq, &views)?;
+                raw = self.encode(buf, base_seq, p.batch.records())?;
             }
             let offset = self.active.len + start as u64;
             refs.push(FrameRef::new(base_seq, self.active.segment_no, offset));
@@ -569,7 +643,7 @@ impl Writer {
         }
         let sync = shared.options.durability == Durability::Always;
         self.bytes_since_checkpoint += buf.len() as u64;
-        self.flush(&buf, sync)?;
+        self.flush(buf, sync)?;
         self.maybe_train(shared)?;
         Ok(refs)
     }
@@ -696,8 +770,8 @@ impl Writer {
         Ok(())
     }
 
-    fn encode(&mut self, buf: &mut Vec<u8>, base_seq: u64, views: &[RecordView<'_>]) -> Result<usize> {
-        self.encoder.encode(buf, base_seq, views, self.active.handle.header.salt).map_err(|e| Error::io(&self.active.handle.path, e))
+    fn encode<'r>(&mut self, buf: &mut Vec<u8>, base_seq: u64, records: impl Iterator<Item = RecordView<'r>> + Clone) -> Result<usize> {
+        self.encoder.encode(buf, base_seq, records, self.active.handle.header.salt).map_err(|e| Error::io(&self.active.handle.path, e))
     }
 
     fn sample(&mut self) {

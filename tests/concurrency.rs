@@ -338,3 +338,82 @@ fn group_commit_acknowledges_every_concurrent_append() {
     );
     assert!(group_syncs < commits - APPENDERS as u64, "no commits were grouped: {group_syncs} fsyncs for {commits} commits");
 }
+
+/// Batches that fail their checks inside a group (here: a stale expected version on their
+/// second event, after their first event already touched a shared entity) leave no trace
+/// for the batches committed with them: every shared entity's history has dense versions,
+/// holds exactly the acknowledged events, and its state is the last of them.
+#[test]
+fn a_batch_failing_inside_a_group_leaves_no_trace_for_the_others() {
+    const APPENDERS: usize = 8;
+    const BATCHES_EACH: usize = 120;
+    const SHARED: usize = 3;
+    let seed = seed_from_env();
+    println!("failing batches in groups: seed {seed} (STRATA_SEED={seed})");
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { durability: Durability::Always, train_dictionary: false, ..Options::default() };
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    for s in 0..SHARED {
+        store.append(NewEvent::create("Board", format!("shared_{s}"), json!({"by": null}))).unwrap();
+    }
+    let start = Barrier::new(APPENDERS);
+    let acknowledged: Vec<Vec<Event>> = thread::scope(|sc| {
+        let handles: Vec<_> = (0..APPENDERS)
+            .map(|t| {
+                let (store, start) = (&store, &start);
+                sc.spawn(move || {
+                    let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let own = format!("own_{t}");
+                    let mut own_version = store.append(NewEvent::create("Counter", &own, json!({"i": 0}))).unwrap().version;
+                    let mut mine = Vec::new();
+                    start.wait();
+                    for i in 0..BATCHES_EACH {
+                        let shared = format!("shared_{}", rng.below(SHARED as u64));
+                        let fail = rng.chance(30);
+                        let expected = if fail { own_version + 7 } else { own_version };
+                        let batch = vec![
+                            NewEvent::update(&shared, json!({"by": t, "i": i})),
+                            NewEvent::update(&own, json!({"i": i})).expect_version(expected),
+                        ];
+                        match store.append_batch(batch) {
+                            Ok(events) => {
+                                assert!(!fail, "appender {t}: batch {i} with a stale version was accepted");
+                                own_version = events[1].version;
+                                mine.extend(events);
+                            }
+                            Err(strata::Error::VersionConflict { .. }) => assert!(fail, "appender {t}: batch {i} failed"),
+                            Err(e) => panic!("appender {t}: batch {i}: {e}"),
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let check = |store: &Store| {
+        for s in 0..SHARED {
+            let id = format!("shared_{s}");
+            let history = store.history(&id).unwrap();
+            let versions: Vec<u64> = history.iter().map(|e| e.version).collect();
+            assert_eq!(versions, (1..=history.len() as u64).collect::<Vec<_>>(), "{id}: versions are not dense");
+            let mut expected: Vec<&Event> = acknowledged.iter().flatten().filter(|e| e.entity == id).collect();
+            expected.sort_by_key(|e| e.seq);
+            assert_eq!(history.len(), expected.len() + 1, "{id}: the history holds events nobody was acknowledged for");
+            for (stored, acked) in history[1..].iter().zip(&expected) {
+                assert_eq!(stored, *acked);
+            }
+            let entity = store.get(&id).unwrap().unwrap();
+            assert_eq!(entity.version, history.len() as u64);
+            if let Some(last) = expected.last() {
+                assert_eq!(Value::Object((*entity.state).clone()), last.data, "{id}: the state is not its last event's");
+            }
+        }
+    };
+    check(&store);
+    // The writer is not poisoned, and a reopen agrees.
+    store.append(NewEvent::update("shared_0", json!({"by": "after"}))).unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), options).unwrap();
+    assert_eq!(store.get("shared_0").unwrap().unwrap().state["by"], "after");
+}

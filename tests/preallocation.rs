@@ -4,6 +4,8 @@
 //! clean end of the log, not a torn tail; anything else after the frames is judged as before;
 //! a clean close and a seal cut the reserved space off.
 
+#[path = "support/counting_storage.rs"]
+mod counting_storage;
 mod layout;
 
 use std::path::{Path, PathBuf};
