@@ -613,6 +613,7 @@ impl Writer {
         refs
     }
 
+    /// Encodes the group's frames into `buf` and writes them (see `write_group`).
     fn write_frames(&mut self, shared: &Shared, prepared: &[Prepared], buf: &mut Vec<u8>) -> Result<Vec<FrameRef>> {
         let mut refs = Vec::with_capacity(prepared.len());
         for p in prepared {
