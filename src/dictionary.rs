@@ -10,7 +10,9 @@
 //!  24 dictionary bytes  (zstd dictionary format)
 //! ```
 //! A dictionary is written (to a temporary file, fsynced, renamed, directory fsynced) before
-//! any frame that uses it, and never changes or goes away afterwards.
+//! any frame that uses it, and never changes or goes away afterwards. It only makes frames
+//! smaller: failing to write one fails no append (the writer goes on without it).
+//! Each file name holds one id, and no id is given to two dictionaries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,9 +42,14 @@ pub fn dict_file_name(id: u32) -> String {
     format!("dict-{id:010}.zdict")
 }
 
-/// Parses a dictionary file name back to its id.
+/// Parses a dictionary file name back to its id. Only the name [`dict_file_name`] makes is
+/// one (ten digits, id 1 or more), so that no two files can claim the same id.
 pub fn parse_dict_file_name(name: &str) -> Option<u32> {
-    name.strip_prefix("dict-")?.strip_suffix(".zdict")?.parse().ok()
+    let digits = name.strip_prefix("dict-")?.strip_suffix(".zdict")?;
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&id| id > 0)
 }
 
 /// Encodes a dictionary file.
@@ -188,5 +195,16 @@ mod tests {
             assert!(decode_file(&bad).is_err(), "flip in byte {i} not detected");
         }
         assert!(decode_file(&file[..file.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn only_canonical_dictionary_file_names_parse() {
+        assert_eq!(parse_dict_file_name(&dict_file_name(7)), Some(7));
+        assert_eq!(parse_dict_file_name(&dict_file_name(u32::MAX)), Some(u32::MAX));
+        for name in
+            ["dict-7.zdict", "dict-+000000007.zdict", "dict-0000000000.zdict", "dict-00000000007.zdict", "dict-0000000007.zdict.tmp"]
+        {
+            assert_eq!(parse_dict_file_name(name), None, "{name}");
+        }
     }
 }

@@ -62,6 +62,8 @@ pub(crate) struct Replayed {
     pub(crate) tail: Option<ActiveSegment>,
     /// Whether the last segment is sealed.
     pub(crate) last_sealed: bool,
+    /// The newest dictionary a replayed frame was compressed with (0: none).
+    pub(crate) newest_dict_used: u32,
     pub(crate) damage: Option<Damage>,
 }
 
@@ -173,6 +175,7 @@ pub(crate) fn replay(
         last_ts: i64::MIN,
         tail: None,
         last_sealed: false,
+        newest_dict_used: 0,
         damage: None,
     };
     let mut start = (0usize, SEGMENT_HEADER_BYTES as u64, Tail::default());
@@ -299,6 +302,7 @@ pub(crate) fn replay(
                 out.log.frames.push(FrameRef::new(frame.header.base_seq, segment_no, frame.offset));
                 out.next_seq = next_seq;
                 out.last_ts = out.last_ts.max(frame.header.max_ts);
+                out.newest_dict_used = out.newest_dict_used.max(frame.header.dict_id);
                 active.frames.push((frame.header.base_seq, frame.offset));
                 active.len = frame.offset + u64::from(frame.header.len);
                 active.min_ts = active.min_ts.min(frame.header.min_ts);
@@ -572,6 +576,13 @@ fn finish_open(
     let mut encoder = FrameEncoder::new(options.compression_level).map_err(|e| Error::io(dir, e))?;
     let dict_ids = dicts.ids();
     if let Some(&id) = dict_ids.iter().filter(|&&id| id > 0).max() {
+        if id > replayed.newest_dict_used {
+            // No replayed frame uses this dictionary, so nothing shows that its directory
+            // entry is durable: the write that made it may have failed (or been killed)
+            // between its rename and the directory fsync. Make it durable before the writer
+            // names it in a frame (format-spec.md, section 10).
+            storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
         let bytes = dicts.bytes(id).unwrap_or_default();
         encoder.use_dictionary(id, &bytes).map_err(|e| Error::io(dir.join(dictionary::dict_file_name(id)), e))?;
     }

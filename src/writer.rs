@@ -645,7 +645,8 @@ impl Writer {
         let sync = shared.options.durability == Durability::Always;
         self.bytes_since_checkpoint += buf.len() as u64;
         self.flush(buf, sync)?;
-        self.maybe_train(shared)?;
+        // The group is durable now: whatever happens to a dictionary cannot fail it.
+        self.maybe_train(shared);
         Ok(refs)
     }
 
@@ -790,27 +791,53 @@ impl Writer {
     }
 
     /// Trains and installs a dictionary once enough samples are in.
-    fn maybe_train(&mut self, shared: &Shared) -> Result<()> {
+    ///
+    /// Runs after the group that completed the samples is durable, so nothing here may fail
+    /// that group: reported as failed, it would be appended again by a caller that retries.
+    /// A dictionary only makes frames smaller, so a failure to write its file or to load it
+    /// is logged and the writer goes on compressing without one (format-spec.md, section 6).
+    ///
+    /// It does not try again while this store is open; the next open samples and trains
+    /// anew. The failure was an I/O error in the store's own directory (EIO, ENOSPC, a
+    /// read-only remount), likely to recur: each retry would put another training and two
+    /// fsyncs on some commit's latency and leave another unused file behind, to gain only
+    /// compression. Reopening the store, as an operator does after fixing the disk, retries.
+    fn maybe_train(&mut self, shared: &Shared) {
         let ready = self.sampler.as_ref().is_some_and(|s| {
             s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS / 8 && s.bytes.len() >= 64 << 10
                 || s.sizes.len() >= dictionary::DICT_TRAIN_RECORDS
                 || s.bytes.len() >= dictionary::DICT_TRAIN_MAX_SAMPLE_BYTES
         });
         if !ready {
-            return Ok(());
+            return;
         }
-        let Some(sampler) = self.sampler.take() else { return Ok(()) };
+        let Some(sampler) = self.sampler.take() else { return };
         let Some(dict) = dictionary::train(&sampler.bytes, &sampler.sizes) else {
             tracing::debug!("zstd could not train a dictionary from {} samples", sampler.sizes.len());
-            return Ok(());
+            return;
         };
+        // An id goes to one attempt only, failed or not: a failed attempt may have left its
+        // file behind (complete, when only the directory fsync failed), and a second
+        // dictionary must never take that file's name.
         let id = self.next_dict_id;
+        self.next_dict_id += 1;
+        if let Err(e) = self.install_dictionary(shared, id, dict) {
+            let file = shared.dir.join(dictionary::dict_file_name(id));
+            tracing::warn!(file = %file.display(), error = %e,
+                "could not write or load a trained zstd dictionary; compressing without one until the store is opened again");
+        }
+    }
+
+    /// Writes dictionary `id` durably, then compresses with it. Until its file and directory
+    /// entry are durable no frame names the id (frames that did would be unreadable after a
+    /// crash), and if loading it fails the encoder keeps compressing as before.
+    fn install_dictionary(&mut self, shared: &Shared, id: u32, dict: Vec<u8>) -> Result<()> {
         let name = dictionary::dict_file_name(id);
         write_file_durably(&shared.storage, &shared.dir, &name, &dictionary::encode_file(id, &dict))?;
-        shared.dicts.insert(id, dict.clone());
         self.encoder.use_dictionary(id, &dict).map_err(|e| Error::io(shared.dir.join(&name), e))?;
-        self.next_dict_id += 1;
         tracing::debug!(id, bytes = dict.len(), "trained a zstd dictionary");
+        // Readers have it before any frame compressed with it is visible (the next group's).
+        shared.dicts.insert(id, dict);
         Ok(())
     }
 }

@@ -6,15 +6,20 @@
 //! - the failing call returns an error, never a panic (an append's is `Error::Io`);
 //! - a failed append (its write, its fsync, or the segment roll it triggered) poisons the
 //!   writer: the next append returns `Error::Poisoned`;
+//! - a failure while writing a trained dictionary fails nothing: the append whose commit
+//!   trained it is acknowledged (it is durable), the writer is not poisoned, later appends
+//!   work, and no frame is compressed with the dictionary;
 //! - after the failure the store is dropped, the fault cleared and the store reopened, both
 //!   as is and after a simulated power loss: every acknowledged batch is there, identical,
 //!   and the batch whose append failed (its outcome is unknown to the caller) is there whole
-//!   or not at all; then appends continue.
+//!   or not at all; then appends continue. In the dictionary workload, a power loss after
+//!   those appends (to the store reopened as is) loses none of them either.
 //!
 //! The workloads open a store with a torn tail (so the open truncates it), roll 2 KiB
 //! segments, write a checkpoint, reopen, and (second workload) train a dictionary.
 
 mod faults;
+mod layout;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +48,8 @@ struct Run {
     unknown: Option<Vec<NewEvent>>,
     /// The first error, as text.
     failure: Option<String>,
+    /// The step whose call failed first (`None`: none, or the open before the first step).
+    failed_step: Option<usize>,
 }
 
 /// Runs `steps` until the first error; checks the poisoning rule there.
@@ -64,6 +71,7 @@ fn run_steps(storage: &FaultStorage, options: &Options, steps: &[Step]) -> Resul
                         return Err(format!("step {i}: a failed append returned {e:?}, not Error::Io"));
                     }
                     run.failure = Some(format!("step {i} append: {e}"));
+                    run.failed_step = Some(i);
                     run.unknown = Some(batch.clone());
                     let probe = store.append(NewEvent::create("Probe", "poison-probe", json!({})));
                     if !matches!(probe, Err(Error::Poisoned { .. })) {
@@ -75,6 +83,7 @@ fn run_steps(storage: &FaultStorage, options: &Options, steps: &[Step]) -> Resul
             Step::Checkpoint => {
                 if let Err(e) = store.checkpoint() {
                     run.failure = Some(format!("step {i} checkpoint: {e}"));
+                    run.failed_step = Some(i);
                     // A checkpoint is a cache: its failure leaves the log writable, unless
                     // the log's own fsync failed (then the writer is poisoned).
                     let probe = NewEvent::create("Probe", "after-checkpoint", json!({}));
@@ -94,6 +103,7 @@ fn run_steps(storage: &FaultStorage, options: &Options, steps: &[Step]) -> Resul
                     Ok(s) => s,
                     Err(e) => {
                         run.failure = Some(format!("step {i} reopen: {e}"));
+                        run.failed_step = Some(i);
                         return Ok(run);
                     }
                 };
@@ -123,12 +133,102 @@ fn check_reopened(store: &Store, run: &Run, context: &str) -> Result<(), String>
     Ok(())
 }
 
+/// Where the dictionary workload trains, in a run with no fault: the step whose append
+/// trains, and each operation of the dictionary's write as [`FaultStorage::fail`] counts it
+/// (from the open on, as [`enumerate`] does).
+struct DictionaryWrite {
+    step: usize,
+    ops: Vec<(FaultOp, u64)>,
+}
+
+impl DictionaryWrite {
+    fn find(base: &FaultStorage, options: &Options, steps: &[Step]) -> DictionaryWrite {
+        let s = base.fork();
+        s.reset_counts();
+        let store = open(&s, options).unwrap();
+        for (i, step) in steps.iter().enumerate() {
+            let Step::Append(batch) = step else { panic!("the dictionary workload only appends") };
+            let before = FaultOp::ALL.map(|op| s.count(op));
+            store.append_batch(batch.clone()).unwrap();
+            if !s.paths().iter().any(|p| p.extension().is_some_and(|x| x == "zdict")) {
+                continue;
+            }
+            let counts = |op: FaultOp| {
+                let at = FaultOp::ALL.iter().position(|o| *o == op).unwrap();
+                (before[at], s.count(op) - before[at])
+            };
+            // The training append writes and syncs its frame, then writes the dictionary:
+            // (kind, operations in the step, which of them is the dictionary's; 0: none).
+            let expected: [(FaultOp, u64, u64); 6] = [
+                (FaultOp::WriteAt, 1, 0),
+                (FaultOp::SyncData, 2, 2),
+                (FaultOp::Create, 1, 1),
+                (FaultOp::Append, 1, 1),
+                (FaultOp::Rename, 1, 1),
+                (FaultOp::SyncDir, 1, 1),
+            ];
+            let mut ops = Vec::new();
+            for (op, n, dictionary_nth) in expected {
+                let (before, done) = counts(op);
+                assert_eq!(done, n, "the training append did {done} {op:?}, the test expects {n}");
+                if dictionary_nth > 0 {
+                    ops.push((op, before + dictionary_nth));
+                }
+            }
+            return DictionaryWrite { step: i, ops };
+        }
+        panic!("the workload must train a dictionary");
+    }
+}
+
+/// A fault in the dictionary's write: it must fail nothing. The training append is
+/// acknowledged; a fault that fires once leaves every later append working (the writer is
+/// not poisoned); and no frame names a dictionary, since none was written.
+fn check_dictionary_fault(storage: &FaultStorage, run: &Run, dictionary: &DictionaryWrite, mode: FaultMode) -> Result<(), String> {
+    if run.failed_step.is_some_and(|i| i <= dictionary.step) {
+        return Err(format!("the training append (step {}) or one before it failed: {:?}", dictionary.step, run.failure));
+    }
+    if mode == FaultMode::Once && run.failure.is_some() {
+        return Err(format!("a fault in the dictionary's write failed a later call: {:?}", run.failure));
+    }
+    let segments = storage.paths().into_iter().filter(|p| p.extension().is_some_and(|x| x == "seg"));
+    let dict_ids: Vec<u32> = segments.flat_map(|p| layout::frames_in(&storage.file_bytes(&p).unwrap())).map(|f| f.dict_id).collect();
+    if dict_ids.iter().any(|&id| id != 0) {
+        return Err("a frame names a dictionary whose write failed".into());
+    }
+    Ok(())
+}
+
+/// The store reopened as is goes on appending; a power loss then loses nothing it holds:
+/// open made durable every file its writer relies on (a dictionary whose directory fsync
+/// failed, say). The records are big enough to be compressed, with the dictionary if the
+/// writer has one.
+fn survives_a_later_power_loss(storage: &FaultStorage, store: &Store, options: &Options, context: &str) -> Result<(), String> {
+    for i in 0..3 {
+        let note = format!("a follow-up call about the renewal, number {i}; ").repeat(8);
+        let event = NewEvent::create("After", format!("after-reopen-{i}"), json!({"note": note}));
+        store.append(event).map_err(|e| format!("{context}: append after reopen: {e}"))?;
+    }
+    let held = store.events(&EventQuery::new()).map_err(|e| format!("{context}: reading the log: {e}"))?;
+    let crashed = storage.fork();
+    crashed.crash();
+    let store = open(&crashed, options).map_err(|e| format!("{context}, then a power loss: open failed: {e}"))?;
+    let got = store.events(&EventQuery::new()).map_err(|e| format!("{context}, then a power loss: reading the log: {e}"))?;
+    if got != held {
+        return Err(format!("{context}, then a power loss: the store held {} events, {} are left", held.len(), got.len()));
+    }
+    Ok(())
+}
+
 /// One fault: run, then reopen with the fault cleared, as is and after a power loss.
+/// Returns whether the fault took effect (failed a call, or kept a dictionary out of use).
+#[allow(clippy::too_many_arguments)]
 fn check_fault(
     base: &FaultStorage,
     stored: &[Vec<Event>],
     options: &Options,
     steps: &[Step],
+    dictionary: Option<&DictionaryWrite>,
     op: FaultOp,
     k: u64,
     mode: FaultMode,
@@ -138,6 +238,10 @@ fn check_fault(
     storage.reset_counts();
     storage.fail(op, k, mode);
     let mut run = run_steps(&storage, options, steps).map_err(|e| format!("{context}: {e}"))?;
+    let in_dictionary = dictionary.filter(|d| d.ops.contains(&(op, k)));
+    if let Some(d) = in_dictionary {
+        check_dictionary_fault(&storage, &run, d, mode).map_err(|e| format!("{context} (the dictionary's write): {e}"))?;
+    }
     // What the base store held was acknowledged before the workload began.
     run.acked.splice(0..0, stored.iter().cloned());
     if mode == FaultMode::Persistent {
@@ -152,8 +256,13 @@ fn check_fault(
         let store = open(s, options).map_err(|e| format!("{context}: open failed: {e}"))?;
         check_reopened(&store, &run, &context)?;
         assert_appends_continue(&store, &context);
+        // Checked in the dictionary workload, where a failed write can leave a dictionary
+        // that open must make durable before its writer compresses with it.
+        if dictionary.is_some() && how == "reopened" {
+            survives_a_later_power_loss(s, &store, options, &context)?;
+        }
     }
-    Ok(run.failure.is_some())
+    Ok(run.failure.is_some() || in_dictionary.is_some())
 }
 
 /// Runs the workload once to count its operations, then fails each k-th operation of each
@@ -168,6 +277,7 @@ fn enumerate(
     steps: &[Step],
     kinds: &[FaultOp],
     window: Option<&[Step]>,
+    dictionary: Option<&DictionaryWrite>,
 ) -> usize {
     let started = Instant::now();
     let count_after = |steps: &[Step]| {
@@ -187,7 +297,7 @@ fn enumerate(
         for k in first + 1..=*total {
             for mode in [FaultMode::Once, FaultMode::Persistent] {
                 cases += 1;
-                match check_fault(base, stored, options, steps, *op, k, mode) {
+                match check_fault(base, stored, options, steps, dictionary, *op, k, mode) {
                     Ok(true) => fired += 1,
                     Ok(false) => {}
                     Err(e) => failures.push(e),
@@ -196,9 +306,9 @@ fn enumerate(
         }
     }
     let per_kind: Vec<String> = kinds.iter().zip(&totals).zip(&firsts).map(|((op, t), f)| format!("{op:?} {}", t - f)).collect();
-    println!("{name}: {cases} faults ({fired} failed a call), operations per kind: {}, {:?}", per_kind.join(", "), started.elapsed());
+    println!("{name}: {cases} faults ({fired} took effect), operations per kind: {}, {:?}", per_kind.join(", "), started.elapsed());
     assert!(failures.is_empty(), "{name}: {} cases went wrong:\n{}", failures.len(), failures[..failures.len().min(15)].join("\n"));
-    assert!(fired * 10 >= cases * 9, "{name}: only {fired} of {cases} injected faults made a call fail");
+    assert!(fired * 10 >= cases * 9, "{name}: only {fired} of {cases} injected faults took effect");
     cases
 }
 
@@ -266,7 +376,7 @@ fn roll_workload(name: &str, seed: u64, options: Options, batches: usize, kinds:
         }
         steps.push(Step::Append(b));
     }
-    enumerate(name, &base, &stored, &options, &steps, kinds, None)
+    enumerate(name, &base, &stored, &options, &steps, kinds, None, None)
 }
 
 fn quiet(segment_size_bytes: u64) -> Options {
@@ -293,6 +403,8 @@ fn io_errors_in_any_operation_lose_nothing_acknowledged() {
 }
 
 /// The dictionary is trained after 250 frames: only the operations around it are failed.
+/// A fault in the log's own write or fsync fails its append and poisons the writer; a fault
+/// in the dictionary's write (5 operations, once and persistently) fails nothing.
 #[test]
 fn io_errors_while_writing_a_dictionary_lose_nothing_acknowledged() {
     let seed = faults::seed("io_errors_while_writing_a_dictionary_lose_nothing_acknowledged", 0x10e2);
@@ -300,14 +412,10 @@ fn io_errors_while_writing_a_dictionary_lose_nothing_acknowledged() {
     let base = FaultStorage::new(seed);
     let steps: Vec<Step> = workload(seed, 262, 400, 0).into_iter().map(Step::Append).collect();
     let window = &steps[..244];
+    let dictionary = DictionaryWrite::find(&base, &options, &steps);
+    assert!(dictionary.step >= window.len(), "the dictionary must be trained after the window starts (step {})", dictionary.step);
     // No space is reserved in the window (its segment reserved its space before it).
     let kinds = [FaultOp::Append, FaultOp::WriteAt, FaultOp::SyncData, FaultOp::Rename, FaultOp::SyncDir, FaultOp::Create];
-    let cases = enumerate("dictionary", &base, &[], &options, &steps, &kinds, Some(window));
-    let trained = {
-        let s = base.fork();
-        run_steps(&s, &options, &steps).unwrap();
-        s.paths().iter().any(|p| p.extension().is_some_and(|x| x == "zdict"))
-    };
-    assert!(trained, "the workload must train a dictionary");
+    let cases = enumerate("dictionary", &base, &[], &options, &steps, &kinds, Some(window), Some(&dictionary));
     assert!(cases >= 40, "only {cases} cases");
 }
