@@ -63,7 +63,10 @@ pub enum Error {
         supported: u32,
     },
     /// An earlier write or fsync failed, so the state of the log on disk is unknown; the
-    /// store refuses further appends. Drop it and open it again to recover.
+    /// store refuses further appends. Drop it and open it again to recover: open re-syncs
+    /// every segment before appending. After a storage I/O error the kernel may already
+    /// have dropped unsynced pages (format-spec.md, section 10), so a machine restart
+    /// before reopening is the only sure recovery.
     #[error("the writer is poisoned by an earlier I/O failure ({cause}); reopen the store")]
     Poisoned {
         /// The failure that poisoned the writer.
