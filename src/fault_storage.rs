@@ -33,7 +33,7 @@ pub enum FaultOp {
     Open,
     /// `create_new`.
     Create,
-    /// `read_all` (and `read_exact_at`).
+    /// `read_all`, `read_copy`, `read_copy_at`, `file_len` (and `read_exact_at`).
     Read,
     /// `append` (a write at the end of a file).
     Append,
@@ -784,6 +784,28 @@ impl Storage for FaultStorage {
         self.run(FaultOp::Read, path, Some(self.generation), |st| {
             let inode = st.inode(path)?;
             Ok(Bytes::copy_from_slice(&st.file_mut(inode).current))
+        })
+    }
+
+    fn read_copy(&self, path: &Path) -> io::Result<Bytes> {
+        // `read_all` copies already: files live in memory here and are never mapped.
+        self.read_all(path)
+    }
+
+    fn read_copy_at(&self, path: &Path, offset: u64, len: u64) -> io::Result<Bytes> {
+        self.run(FaultOp::Read, path, Some(self.generation), |st| {
+            let inode = st.inode(path)?;
+            let current = &st.file_mut(inode).current;
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(current.len());
+            let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(current.len());
+            Ok(Bytes::copy_from_slice(&current[start..end]))
+        })
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.run(FaultOp::Read, path, Some(self.generation), |st| {
+            let inode = st.inode(path)?;
+            Ok(st.file_mut(inode).current.len() as u64)
         })
     }
 

@@ -8,15 +8,37 @@
 //! Invariants:
 //! - Nothing here takes the writer lock or writes a byte, except [`repair`], which takes the
 //!   lock (so it never runs beside a live writer) and reuses recovery's cut.
-//! - It works while another process appends. Each segment is read as it is at that moment
-//!   (a read-only map of its current length), one segment at a time. A partial frame at the
-//!   end of the newest segment is a write in flight: the read commands treat it as "not yet
-//!   committed" and stop there quietly; [`Inspector::verify`] reports it as a torn tail only
-//!   if it is still there, unchanged in length, on a second look [`TORN_TAIL_RECHECK_MS`]
-//!   later (a writer finishes a frame in one write call, far faster than that).
-//! - Like the library, it relies on no process truncating a store file in place while it
-//!   reads: `Store::open` cuts a torn tail and [`repair`] cuts damage only under the writer
-//!   lock, which a running writer holds.
+//! - It works while another process appends. Each segment is read as it is at that moment,
+//!   one segment at a time, into memory of its own ([`Storage::read_copy`]; the follower
+//!   reads only what follows the frames it has handed over, [`Storage::read_copy_at`]). A
+//!   partial frame at the end of the newest segment is a write in flight: the read commands
+//!   treat it as "not yet committed" and stop there quietly; [`Inspector::verify`] reports
+//!   it as a torn tail only if the bytes from it on are unchanged on a second look
+//!   [`TORN_TAIL_RECHECK_MS`] later (a writer finishes a frame in one write call, far faster
+//!   than that).
+//! - It maps no file (only [`repair`], which holds the writer lock, reads through recovery's
+//!   maps). The newest segment of a live store changes under its readers: the writer
+//!   overwrites the zeros of its reserved space with frames, and cuts the reserved space off
+//!   with a truncation when it seals the segment and when the store closes. A map of a file
+//!   truncated underneath raises SIGBUS on access past the new end, killing the reader, and
+//!   bytes changing under a mapped slice break the contract of `os::map_read_only`. A copy
+//!   is the file as the read found it, and nothing the writer does afterwards touches it.
+//! - A read racing a write may see part of it. The part the write had reached is a partial
+//!   frame, a write in flight as above. But a write can also overtake the read (neither
+//!   waits for the other), which then sees the write's later frames and misses its earlier
+//!   bytes: a bad frame followed by a good one, damage by recovery's rule. So damage in the
+//!   newest segment is believed only when the next read shows the same bytes there
+//!   (`live_read`); a write moves on and never comes back to a page it has passed.
+//! - Older segments are copied too, although a segment that is not the newest of a listing
+//!   was sealed (trailer written, reserved space cut, synced) before the next one was
+//!   created, and no longer changes under a live writer. But the inspector takes no lock, so
+//!   nothing stops `Store::open` with `Recovery::SalvagePrefix` or [`repair`] in another
+//!   process from truncating a damaged segment anywhere in the log while it reads it (and
+//!   damage is when `verify` gets run); an [`Inspector`] may outlive its listing by far; and
+//!   [`Inspector::frame`] reads any file it is given. One rule for every file is easier to
+//!   keep than a list of the files that are safe to map. The copy costs a `memcpy` from the
+//!   page cache, and no more memory at a time than the newest segment's copy needs anyway:
+//!   walks hold one segment at a time, and the follower only its segment's unread tail.
 //!
 //! ```
 //! use strata::inspect::Inspector;
@@ -40,6 +62,7 @@
 
 mod follow;
 mod frame_dump;
+mod live_read;
 mod repair;
 mod stats;
 mod verify;

@@ -1,7 +1,7 @@
 //! The one module allowed to use `unsafe`: the operating-system calls the standard library
-//! does not wrap. Read-only memory maps of files (sealed segments, checkpoints,
-//! dictionaries, the committed prefix of the active segment) and space reservation
-//! (`fallocate`) for the active segment.
+//! does not wrap. Read-only memory maps of files (sealed segments, checkpoints and the
+//! committed prefix of the active segment, mapped only by the process that holds the store's
+//! writer lock) and space reservation (`fallocate`) for the active segment.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -19,13 +19,23 @@ pub(crate) fn map_read_only(file: &File, len: Option<u64>) -> io::Result<Bytes> 
         return Ok(Bytes::new());
     }
     let len = usize::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large to map"))?;
-    // SAFETY: `Mmap` requires that the mapped bytes do not change while mapped. strata maps
-    // whole only files it never writes again (sealed segments, checkpoints, dictionaries);
-    // of the active segment, which the writer still fills, it maps only a prefix the writer
-    // has committed (frames are never rewritten; the reserved zero space after them, which the
-    // writer overwrites, is left out of the map). The store directory is held under an
-    // exclusive writer lock, and the format documents that other programs must not modify its
-    // files in place. Under that contract the mapped bytes do not change while mapped.
+    // SAFETY: `Mmap` requires that the mapped bytes do not change while mapped, and a file cut
+    // short under its map raises SIGBUS on access past the new end. Store files are mapped
+    // (`Storage::read_all`, `read_prefix`) only by the process that holds the store's exclusive
+    // writer lock: `Store` (recovery at open, the writer, reads) and `inspect::repair` (whose
+    // dry run of a store without a lock file, which no writer has opened, takes none). That
+    // process maps whole only files it never writes again: sealed segments (its writer seals a
+    // segment before it maps it whole; recovery truncates a segment only after dropping its
+    // maps) and checkpoints (written under a temporary name and renamed; removing one leaves a
+    // map intact). Of the active segment, which its writer still fills, it maps (or, for
+    // recovery's map of it, keeps a slice of) only a prefix the writer has committed: frames
+    // are never rewritten, and the reserved zero space after them, which the writer overwrites
+    // with frames and truncates at a seal and at close, is left out. No other strata code maps
+    // a store file: code that runs without the lock (the inspector behind `strata-dump`, the
+    // store check `Store::open` makes before it locks) reads copies (`read_copy`,
+    // `read_copy_at`), since a writer in another process may be changing them. Other programs
+    // must not modify the files of an open store (format-spec.md, section 1). Under that
+    // contract the mapped bytes do not change while mapped.
     let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
     Ok(Bytes::from_owner(map))
 }

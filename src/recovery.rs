@@ -121,7 +121,10 @@ pub(crate) fn check_is_store(storage: &dyn Storage, dir: &Path, listing: &Listin
     }
     for (_, name) in &listing.segments {
         let path = dir.join(name);
-        let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+        // Only the magic is needed, read as a copy: this runs before the lock is taken (and
+        // by the inspector, which never takes it), so a writer may be changing the file.
+        let magic_bytes = segment::SEGMENT_MAGIC.len() as u64;
+        let bytes = storage.read_copy_at(&path, 0, magic_bytes).map_err(|e| Error::io(&path, e))?;
         // A file shorter than the magic may be a segment whose creation was cut short.
         if bytes.len() < segment::SEGMENT_MAGIC.len() || bytes.starts_with(segment::SEGMENT_MAGIC) {
             return Ok(());
@@ -143,7 +146,9 @@ pub(crate) fn load_dictionaries(storage: &dyn Storage, dir: &Path, listing: &Lis
 /// Loads and checks dictionary file `name`, which must hold dictionary `id`.
 pub(crate) fn load_dictionary(storage: &dyn Storage, dir: &Path, id: u32, name: &str) -> Result<Vec<u8>> {
     let path = dir.join(name);
-    let bytes = storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+    // Read as a copy, not mapped: the bytes are copied out below anyway, and the inspector
+    // loads dictionaries this way without the lock.
+    let bytes = storage.read_copy(&path).map_err(|e| Error::io(&path, e))?;
     if let Some(found) = dictionary::newer_version(&bytes) {
         return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
     }
@@ -410,15 +415,21 @@ pub(crate) fn checkpoint_fits(
     let Some(last) = cp.frames.last() else { return Err(stale("it has no frames")) };
     let (_, name) = &listing.segments[last.segment()];
     let path = dir.join(name);
-    let bytes = storage.read_all(&path).map_err(|e| (0, format!("cannot read {}: {e}", path.display())))?;
-    let header = SegmentHeader::parse(&bytes).map_err(|_| stale("the segment of its last frame has a bad header"))?;
+    // Only the segment's header and the one frame are read, as copies: the segment may be
+    // the active one, which the inspector (verify) reads while a writer appends to it.
+    let read =
+        |offset: u64, len: u64| storage.read_copy_at(&path, offset, len).map_err(|e| (0, format!("cannot read {}: {e}", path.display())));
+    let header = SegmentHeader::parse(&read(0, SEGMENT_HEADER_BYTES as u64)?)
+        .map_err(|_| stale("the segment of its last frame has a bad header"))?;
     if header.store_id != cp.store_id.0 {
         return Err(stale("it belongs to another store"));
     }
-    let mut scan = FrameScan::new(&bytes, header.salt, last.offset() as usize, bytes.len(), last.base_seq);
-    match scan.next() {
-        Some(Ok(f)) if f.header.next_seq() == cp.seq + 1 && f.offset + u64::from(f.header.len) == cp.tail.end_offset => Ok(()),
-        _ => Err(stale("its last frame is not in the log (the log was cut or changed after it)")),
+    let not_in_log = || stale("its last frame is not in the log (the log was cut or changed after it)");
+    let frame_len = cp.tail.end_offset.checked_sub(last.offset()).ok_or_else(not_in_log)?;
+    let frame = read(last.offset(), frame_len)?;
+    match FrameScan::new(&frame, header.salt, 0, frame.len(), last.base_seq).next() {
+        Some(Ok(f)) if f.header.next_seq() == cp.seq + 1 && u64::from(f.header.len) == frame_len => Ok(()),
+        _ => Err(not_in_log()),
     }
 }
 
@@ -539,6 +550,8 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
         let Some(damage) = replayed.damage.take() else {
             return finish_open(dir, options, storage, lock, dicts, replayed, &listing);
         };
+        // The replay maps the segments; no map may outlive the cut, which truncates one.
+        drop(replayed);
         if cuts == MAX_RECOVERY_CUTS {
             let reason = format!("{} (still damaged after {cuts} cuts by recovery)", damage.reason);
             return Err(Error::corruption(&damage.path, damage.offset, reason));

@@ -158,35 +158,47 @@ impl Trailer {
     /// Looks for a trailer at the end of a segment's bytes: `None` when the segment is not
     /// sealed, `Err((offset, reason))` when a footer is there but fails its checks.
     pub fn find(bytes: &[u8]) -> Option<Result<Trailer, (u64, &'static str)>> {
-        if bytes.len() < SEGMENT_HEADER_BYTES + FOOTER_BYTES {
-            return None;
-        }
-        let footer_at = bytes.len() - FOOTER_BYTES;
-        let footer = &bytes[footer_at..];
-        if &footer[..8] != TRAILER_MAGIC {
-            return None;
-        }
-        Some(Self::parse_footer(bytes, footer_at).map_err(|reason| (footer_at as u64, reason)))
+        Self::find_in_tail(bytes, 0)
     }
 
-    fn parse_footer(bytes: &[u8], footer_at: usize) -> Result<Trailer, &'static str> {
-        let footer = &bytes[footer_at..];
+    /// [`find`](Trailer::find) for the tail of a segment: `tail` holds the segment's bytes
+    /// from file offset `base` to its end, and the trailer must lie wholly in it (`base` at
+    /// most its index offset). Offsets, given and returned, are the file's.
+    pub fn find_in_tail(tail: &[u8], base: u64) -> Option<Result<Trailer, (u64, &'static str)>> {
+        let file_len = base.checked_add(tail.len() as u64)?;
+        if file_len < (SEGMENT_HEADER_BYTES + FOOTER_BYTES) as u64 || tail.len() < FOOTER_BYTES {
+            return None;
+        }
+        let footer_at = tail.len() - FOOTER_BYTES;
+        if &tail[footer_at..footer_at + 8] != TRAILER_MAGIC {
+            return None;
+        }
+        Some(Self::parse_footer(tail, base, footer_at).map_err(|reason| (base + footer_at as u64, reason)))
+    }
+
+    /// Parses the footer at `footer_at` in `tail` (the segment's bytes from file offset
+    /// `base` on) and the index before it.
+    fn parse_footer(tail: &[u8], base: u64, footer_at: usize) -> Result<Trailer, &'static str> {
+        let footer = &tail[footer_at..];
         let index_offset = read_u64(footer, 8);
         let frame_count = read_u32(footer, 48) as usize;
         let index_len = frame_count.checked_mul(TRAILER_ENTRY_BYTES).ok_or("trailer frame count is impossible")?;
-        if index_offset < SEGMENT_HEADER_BYTES as u64 || index_offset.checked_add(index_len as u64) != Some(footer_at as u64) {
+        let lines_up = index_offset >= SEGMENT_HEADER_BYTES as u64
+            && index_offset.checked_add(index_len as u64) == Some(base + footer_at as u64)
+            && index_offset >= base;
+        if !lines_up {
             return Err("trailer index does not line up with the file");
         }
-        let index_at = index_offset as usize;
+        let index_at = (index_offset - base) as usize;
         let mut h = crc32fast::Hasher::new();
-        h.update(&bytes[index_at..footer_at + 60]);
+        h.update(&tail[index_at..footer_at + 60]);
         if h.finalize() != read_u32(footer, 60) {
             return Err("trailer CRC mismatch");
         }
         let frames = (0..frame_count)
             .map(|i| {
                 let at = index_at + i * TRAILER_ENTRY_BYTES;
-                (read_u64(bytes, at), read_u64(bytes, at + 8))
+                (read_u64(tail, at), read_u64(tail, at + 8))
             })
             .collect();
         Ok(Trailer {
@@ -371,5 +383,21 @@ mod tests {
         let n = file.len();
         file[n - 30] ^= 4;
         assert!(matches!(Trailer::find(&file), Some(Err(_))));
+    }
+
+    #[test]
+    fn a_trailer_is_found_in_the_tail_of_a_segment_with_the_file_offsets() {
+        let t = Trailer { index_offset: 100, next_seq: 12, min_ts: 1, max_ts: 2, raw_bytes: 50, frames: vec![(10, 64), (11, 80)] };
+        let mut file = vec![0u8; 100];
+        file.extend_from_slice(&t.encode());
+        for base in [0, 64, 100] {
+            assert_eq!(Trailer::find_in_tail(&file[base..], base as u64), Some(Ok(t.clone())), "from {base}");
+        }
+        // The tail must hold the whole trailer.
+        assert!(matches!(Trailer::find_in_tail(&file[101..], 101), Some(Err(_))));
+        let n = file.len();
+        file[n - 30] ^= 4;
+        let footer_at = (n - FOOTER_BYTES) as u64;
+        assert_eq!(Trailer::find_in_tail(&file[64..], 64), Some(Err((footer_at, "trailer CRC mismatch"))));
     }
 }

@@ -49,7 +49,73 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// Creates a new, empty file (an error if it exists).
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
     /// The whole content of a file that no longer changes (memory-mapped where possible).
+    ///
+    /// Only for files nothing else writes or truncates while the bytes are in use: a mapped
+    /// file cut short underneath its map raises SIGBUS on access. A file another process may
+    /// still change is read with [`read_copy`](Storage::read_copy) instead.
     fn read_all(&self, path: &Path) -> io::Result<Bytes>;
+    /// The whole content of a file, read into memory of its own (never mapped): a snapshot
+    /// of the file as the read found it, which stays valid whatever happens to the file
+    /// afterwards. For files another process may be writing or truncating (the active
+    /// segment of a store someone else has open). A file that changes during the read may
+    /// give a mix of old and new bytes, never an error for that alone.
+    ///
+    /// The default copies what [`read_all`](Storage::read_all) returns, which is right for a
+    /// storage that holds its files in memory; one whose `read_all` maps files (as
+    /// [`FsStorage`] does) must override it with a read.
+    ///
+    /// ```
+    /// use strata::{FsStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("f");
+    /// std::fs::write(&path, b"hello")?;
+    /// let copy = FsStorage.read_copy(&path)?;
+    /// std::fs::write(&path, b"")?; // truncating the file leaves the copy alone
+    /// assert_eq!(&copy[..], b"hello");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn read_copy(&self, path: &Path) -> io::Result<Bytes> {
+        Ok(Bytes::copy_from_slice(&self.read_all(path)?))
+    }
+    /// Up to `len` bytes of a file from `offset` on, read into memory of its own like
+    /// [`read_copy`](Storage::read_copy): fewer when the file ends first, none when it ends
+    /// at or before `offset`. Never allocates more than the file holds, so `len` may be
+    /// `u64::MAX` (everything from `offset` on).
+    ///
+    /// The default copies the range out of [`read_all`](Storage::read_all); see
+    /// `read_copy` for when to override it.
+    ///
+    /// ```
+    /// use strata::{FsStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("f");
+    /// std::fs::write(&path, b"hello world")?;
+    /// assert_eq!(&FsStorage.read_copy_at(&path, 6, 3)?[..], b"wor");
+    /// assert_eq!(&FsStorage.read_copy_at(&path, 6, u64::MAX)?[..], b"world");
+    /// assert!(FsStorage.read_copy_at(&path, 20, 3)?.is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn read_copy_at(&self, path: &Path, offset: u64, len: u64) -> io::Result<Bytes> {
+        let all = self.read_all(path)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+        let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(all.len());
+        Ok(Bytes::copy_from_slice(&all[start..end]))
+    }
+    /// The current length of a file in bytes, without reading it.
+    ///
+    /// The default is the length of what [`read_all`](Storage::read_all) returns.
+    ///
+    /// ```
+    /// use strata::{FsStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("f");
+    /// std::fs::write(&path, b"hello")?;
+    /// assert_eq!(FsStorage.file_len(&path)?, 5);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(self.read_all(path)?.len() as u64)
+    }
     /// The first `len` bytes of a file (all of it if shorter) whose prefix no longer changes
     /// while the rest may still be written (the committed part of the active segment).
     fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes> {
@@ -148,6 +214,34 @@ impl Storage for FsStorage {
     fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes> {
         let file = File::open(path)?;
         crate::os::map_read_only(&file, Some(len))
+    }
+
+    fn read_copy(&self, path: &Path) -> io::Result<Bytes> {
+        Ok(Bytes::from(std::fs::read(path)?))
+    }
+
+    fn read_copy_at(&self, path: &Path, offset: u64, len: u64) -> io::Result<Bytes> {
+        let file = File::open(path)?;
+        // Sized by what the file holds now, never by `len` alone; the file may still grow
+        // or shrink while it is read, so the read stops at the end it meets.
+        let available = file.metadata()?.len().saturating_sub(offset).min(len);
+        let capacity = usize::try_from(available).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large to read"))?;
+        let mut buf = vec![0u8; capacity];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        Ok(Bytes::from(buf))
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -1,18 +1,19 @@
 //! `follow`: new committed events as a writer (in this or another process) appends them.
 //!
-//! The follower remembers a position (segment, offset, next seq) and, on every poll, scans
-//! the current bytes of that segment from there. A frame that is not complete yet is a
-//! write in flight: the poll stops before it and picks it up next time. When the segment is
-//! sealed (its trailer follows the last frame) the follower moves to the segment named by
-//! the next seq, which the writer creates right after sealing.
+//! The follower remembers a position (segment, offset, next seq) and, on every poll, reads
+//! that segment from there to its current end (a copy, never a map) and scans it. A frame
+//! that is not complete yet is a write in flight: the poll stops before it and picks it up
+//! next time. When the segment is sealed (its trailer follows the last frame) the follower
+//! moves to the segment named by the next seq, which the writer creates right after
+//! sealing.
 
 use std::path::PathBuf;
 
-use super::{Inspector, Problem};
+use super::{Inspector, Problem, live_read};
 use crate::error::{Error, Result};
 use crate::event::{Event, StoreId};
 use crate::format;
-use crate::segment::{self, FrameScan, SEGMENT_HEADER_BYTES, SegmentHeader, Trailer};
+use crate::segment::{self, FrameScan, SEGMENT_HEADER_BYTES, ScannedFrame, SegmentHeader, Trailer};
 
 /// Follows the log of a store: each [`poll`](Follower::poll) hands over the events
 /// committed since the previous one.
@@ -103,37 +104,40 @@ impl Follower {
     }
 
     /// Scans forward from the position; decodes and hands over events when `each` is given.
+    ///
+    /// Each look reads only what follows the frames already handed over (up to the end of
+    /// the file: the frames being written, the reserved space, the trailer once sealed),
+    /// into memory of its own: the segment may be the active one, which the writer fills and
+    /// cuts short under readers (module doc of `inspect`). So a poll costs what the writer
+    /// added since the last one plus the reserved space, not the whole segment again. Damage
+    /// seen in it is read again before it is believed (`live_read`): the read may have raced
+    /// a write.
     fn advance(&mut self, mut each: Option<&mut dyn FnMut(Event) -> Result<()>>) -> Result<u64> {
         let mut count = 0u64;
         // Set once a later segment was seen while this one had no trailer: one more look
         // settles whether the trailer was being written or is missing.
         let mut next_segment_seen = false;
         loop {
-            let bytes = match self.inspector.storage.read_all(&self.path) {
-                Ok(b) => b,
-                // The writer seals a segment before it creates the next one.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.header.is_none() => return Ok(count),
-                Err(e) => return Err(Error::io(&self.path, e)),
-            };
             let header = match self.header {
                 Some(h) => h,
-                None if bytes.len() < SEGMENT_HEADER_BYTES => return Ok(count), // being created
-                None => {
-                    let h =
-                        SegmentHeader::parse(&bytes).map_err(|e| Error::corruption(&self.path, 0, format!("bad segment header: {e:?}")))?;
-                    if h.base_seq != self.next_seq {
-                        let reason = format!("segment starts at seq {} but seq {} was expected", h.base_seq, self.next_seq);
-                        return Err(Error::corruption(&self.path, 16, reason));
-                    }
-                    *self.header.insert(h)
-                }
+                None => match self.read_header()? {
+                    Some(h) => *self.header.insert(h),
+                    None => return Ok(count), // not created yet, or being created
+                },
             };
-            let trailer = match Trailer::find(&bytes) {
+            // The tail of the segment from the next frame on; its offsets are the file's
+            // minus `base`.
+            let (base, next_seq) = (self.offset, self.next_seq);
+            let tail = live_read::read_settled(self.inspector.storage.as_ref(), &self.path, base, |t| {
+                live_read::damage_in(t, base, &header, 0, next_seq)
+            })
+            .map_err(|e| Error::io(&self.path, e))?;
+            let trailer = match Trailer::find_in_tail(&tail, base) {
                 Some(Ok(t)) => Some(t),
                 _ => None,
             };
-            let end = trailer.as_ref().map_or(bytes.len(), |t| t.index_offset as usize);
-            let mut scan = FrameScan::new(&bytes, header.salt, self.offset as usize, end, self.next_seq);
+            let end = trailer.as_ref().map_or(tail.len(), |t| (t.index_offset - base) as usize);
+            let mut scan = FrameScan::new(&tail, header.salt, 0, end, self.next_seq);
             if trailer.is_none() && header.format_version >= format::RESERVED_SPACE_VERSION {
                 // The active segment: the reserved space after its frames is where the next
                 // frames will be written.
@@ -141,11 +145,11 @@ impl Follower {
             }
             for item in scan.by_ref() {
                 let frame = match item {
-                    Ok(f) => f,
+                    Ok(f) => ScannedFrame { offset: base + f.offset, ..f },
                     Err(bad) => {
-                        let valid_after = segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, self.next_seq);
+                        let valid_after = segment::find_valid_frame_after(&tail, header.salt, bad.offset as usize, self.next_seq);
                         if trailer.is_some() || valid_after.is_some() {
-                            return Err(Error::corruption(&self.path, bad.offset, bad.reason));
+                            return Err(Error::corruption(&self.path, base + bad.offset, bad.reason));
                         }
                         return Ok(count); // a write in flight: next time
                     }
@@ -173,18 +177,39 @@ impl Follower {
                 None if self.next_seq == header.base_seq => return Ok(count),
                 None => {
                     let next = self.inspector.dir.join(format::segment_file_name(self.next_seq));
-                    match self.inspector.storage.read_all(&next) {
+                    match self.inspector.storage.file_len(&next) {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(count),
                         Err(e) => return Err(Error::io(&next, e)),
                         Ok(_) if next_segment_seen => {
                             let reason = "segment has no trailer but a later segment exists";
-                            return Err(Error::corruption(&self.path, bytes.len() as u64, reason));
+                            return Err(Error::corruption(&self.path, base + tail.len() as u64, reason));
                         }
                         Ok(_) => next_segment_seen = true,
                     }
                 }
             }
         }
+    }
+
+    /// The header of the segment being followed, checked against the seq it must start
+    /// at; `None` while the file does not exist or is shorter than a header (the writer
+    /// seals a segment before it creates the next one, and creates it before it writes the
+    /// header).
+    fn read_header(&self) -> Result<Option<SegmentHeader>> {
+        let bytes = match self.inspector.storage.read_copy_at(&self.path, 0, SEGMENT_HEADER_BYTES as u64) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        };
+        if bytes.len() < SEGMENT_HEADER_BYTES {
+            return Ok(None);
+        }
+        let h = SegmentHeader::parse(&bytes).map_err(|e| Error::corruption(&self.path, 0, format!("bad segment header: {e:?}")))?;
+        if h.base_seq != self.next_seq {
+            let reason = format!("segment starts at seq {} but seq {} was expected", h.base_seq, self.next_seq);
+            return Err(Error::corruption(&self.path, 16, reason));
+        }
+        Ok(Some(h))
     }
 
     fn move_to_next_segment(&mut self) {

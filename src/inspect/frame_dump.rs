@@ -173,7 +173,7 @@ impl Inspector {
             FrameLocator::Seq(seq) => self.locate(*seq)?,
             FrameLocator::At { file, offset } => (self.resolve(file), *offset),
         };
-        let bytes = self.storage.read_all(&file).map_err(|e| Error::io(&file, e))?;
+        let bytes = self.storage.read_copy(&file).map_err(|e| Error::io(&file, e))?;
         let start = usize::try_from(offset)
             .ok()
             .filter(|&o| o <= bytes.len())

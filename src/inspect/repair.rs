@@ -166,7 +166,7 @@ fn move_stale_checkpoints(
 ) -> Result<()> {
     for (seq, name) in listing.checkpoints.iter().filter(|(seq, _)| *seq > report.kept_to_seq) {
         let file = dir.join(name);
-        let bytes = storage.read_all(&file).map_err(|e| Error::io(&file, e))?.len() as u64;
+        let bytes = storage.file_len(&file).map_err(|e| Error::io(&file, e))?;
         let moved_to = dir.join(names.next(name));
         if !report.dry_run {
             storage.rename(&file, &moved_to).map_err(|e| Error::io(&file, e))?;

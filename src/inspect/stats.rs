@@ -192,7 +192,7 @@ impl Inspector {
             self.dicts.ids().into_iter().filter(|&id| id > 0).map(|id| (id, self.dicts.bytes(id).map_or(0, |b| b.len() as u64))).collect();
         for (seq, name) in &self.listing.checkpoints {
             let path = self.dir.join(name);
-            let bytes = match self.storage.read_all(&path) {
+            let bytes = match self.storage.read_copy(&path) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&path, e)),

@@ -106,11 +106,9 @@ impl Inspector {
                 return Ok(report);
             }
             // The writer fills reserved space without growing the file: compare what follows
-            // the torn frame, not the length.
-            let tail_now = |inspector: &Self| {
-                let bytes = inspector.storage.read_all(&torn.file).map_err(|e| Error::io(&torn.file, e))?;
-                Ok::<_, Error>(bytes.slice((torn.offset as usize).min(bytes.len())..))
-            };
+            // the torn frame, not the length (read as a copy: the writer may cut it short).
+            let tail_now =
+                |inspector: &Self| inspector.storage.read_copy_at(&torn.file, torn.offset, u64::MAX).map_err(|e| Error::io(&torn.file, e));
             let before = tail_now(self)?;
             std::thread::sleep(Duration::from_millis(TORN_TAIL_RECHECK_MS));
             if tail_now(self)? == before {
@@ -168,7 +166,7 @@ impl Inspector {
     /// compare it with.
     fn check_checkpoint(&self, seq: u64, name: &str, log: &LogFacts<'_>) -> Result<Option<std::result::Result<Problem, String>>> {
         let path = self.dir.join(name);
-        let bytes = match self.storage.read_all(&path) {
+        let bytes = match self.storage.read_copy(&path) {
             Ok(b) => b,
             // Removed by the writer's rotation since the listing: nothing to check.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

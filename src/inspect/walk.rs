@@ -1,13 +1,14 @@
 //! The walk over the log that every read-only command shares: segment by segment, one
-//! segment's bytes at a time, with the same checks and the same torn-tail rule as recovery
-//! (`recovery::replay`), so that what the tool calls damage is what `Store::open` calls
-//! damage. Unlike replay it can keep going past damage (for `verify` and `segments`),
-//! resynchronising on the next frame with a valid CRC.
+//! segment's bytes at a time (a copy, never a map: see the module doc of `inspect`), with
+//! the same checks and the same torn-tail rule as recovery (`recovery::replay`), so that
+//! what the tool calls damage is what `Store::open` calls damage. Unlike replay it can keep
+//! going past damage (for `verify` and `segments`), resynchronising on the next frame with a
+//! valid CRC.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::{Inspector, Problem};
+use super::{Inspector, Problem, live_read};
 use crate::entity::Entity;
 use crate::entity_index::EntityIndex;
 use crate::error::{Error, Result};
@@ -263,7 +264,7 @@ impl Inspector {
         if walk.progress.is_some() {
             for (_, name) in &self.listing.segments {
                 let path = self.dir.join(name);
-                chain.total_bytes += self.storage.read_all(&path).map_err(|e| Error::io(&path, e))?.len() as u64;
+                chain.total_bytes += self.storage.file_len(&path).map_err(|e| Error::io(&path, e))?;
             }
         }
         let count = self.listing.segments.len();
@@ -276,7 +277,15 @@ impl Inspector {
                 continue;
             }
             let path = self.dir.join(name);
-            let bytes = self.storage.read_all(&path).map_err(|e| Error::io(&path, e))?;
+            // A copy, never a map (module doc of `inspect`): the file may be cut short under us.
+            // The newest segment may be being written: damage in it is read twice.
+            let bytes = match i + 1 == count {
+                true => live_read::read_settled(self.storage.as_ref(), &path, 0, |b| {
+                    SegmentHeader::parse(b).ok().and_then(|h| live_read::damage_in(b, 0, &h, SEGMENT_HEADER_BYTES, h.base_seq))
+                }),
+                false => self.storage.read_copy(&path),
+            }
+            .map_err(|e| Error::io(&path, e))?;
             let mut summary = SegmentSummary::new(path.clone(), *base, bytes.len() as u64);
             let seg = Segment { index: i, count, last: i + 1 == count, path: &path, base: *base, bytes: &bytes };
             let result = self.walk_segment(&seg, &mut walk, &mut chain, &mut out, &mut summary, visit);

@@ -77,6 +77,15 @@ impl Storage for CountingStorage {
     fn read_all(&self, path: &Path) -> io::Result<Bytes> {
         FsStorage.read_all(path)
     }
+    fn read_copy(&self, path: &Path) -> io::Result<Bytes> {
+        FsStorage.read_copy(path)
+    }
+    fn read_copy_at(&self, path: &Path, offset: u64, len: u64) -> io::Result<Bytes> {
+        FsStorage.read_copy_at(path, offset, len)
+    }
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        FsStorage.file_len(path)
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         FsStorage.rename(from, to)
     }
