@@ -515,7 +515,7 @@ pub(crate) fn salvage_end(bytes: &[u8]) -> usize {
 /// fsync (a poisoned writer, a segment sealed or created but not synced), or after a writer
 /// with `Durability::Never` was killed, could acknowledge appends that a later power loss
 /// takes back along with the unsynced bytes before them (format-spec.md, section 10).
-/// A file with nothing unsynced costs one cheap `fdatasync`.
+/// A file with nothing unsynced still costs one `fdatasync` (about 0.15 ms here).
 fn make_durable(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<()> {
     for (_, name) in &listing.segments {
         let path = dir.join(name);
