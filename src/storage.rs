@@ -259,9 +259,25 @@ impl Storage for FsStorage {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(file))),
+            Ok(()) => Ok(Some(Box::new(LockGuard(file)))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// The writer lock of [`FsStorage`]: an exclusive `flock` on the store's `LOCK` file, released
+/// explicitly when the guard is dropped. Closing the descriptor alone would not be enough:
+/// the lock belongs to the open file description, which a child process forked by any thread
+/// of this process shares until it execs (or for as long as it lives, if it never does), so a
+/// store closed and reopened at that moment would find itself `Locked`. An explicit unlock
+/// releases it for every holder of the description.
+struct LockGuard(File);
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.unlock() {
+            tracing::warn!(error = %e, "could not release the store's writer lock; it is released when every process sharing it closes it");
         }
     }
 }

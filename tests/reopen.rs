@@ -333,3 +333,34 @@ fn store_id_survives_reopen_and_generated_ids_still_resolve() {
     assert_eq!(store.store_id(), id);
     assert_eq!(store.event(&ev.id).unwrap(), Some(ev));
 }
+
+/// A child process forked while the store is open shares the descriptor of its `LOCK` file
+/// (and, with it, the lock) until it execs or exits; any thread of an application may fork
+/// one, to run a command say. Closing the store releases the lock for every holder, so the
+/// application can reopen the store at once, while the child still runs.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_forked_child_holding_the_lock_descriptor_does_not_keep_a_closed_store_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice"}))).unwrap();
+    // SAFETY: the child calls only async-signal-safe functions (`usleep`, `_exit`), as a
+    // forked child of a multi-threaded process must; it holds every inherited descriptor for
+    // half a second, then exits without running any destructor.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if child == 0 {
+        unsafe {
+            libc::usleep(500_000);
+            libc::_exit(0);
+        }
+    }
+    drop(store);
+    let reopened = Store::open(dir.path(), Options::default());
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` outlives the call.
+    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+    assert_eq!(waited, child);
+    let store = reopened.expect("reopened while a forked child still holds the lock's descriptor");
+    assert_eq!(store.get("c1").unwrap().unwrap().version, 1);
+}

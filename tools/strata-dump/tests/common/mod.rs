@@ -4,23 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use strata::{Durability, NewEvent, Options, Store};
 
-/// Opens a store in this process. A writer lock just released can still be held for an
-/// instant by a child process that another test thread is starting (the child inherits the
-/// lock's file descriptor until it execs), so `Locked`, and nothing else, is retried for a
-/// moment.
+/// Opens a store in this process. (A child process that another test thread is starting
+/// shares the descriptor of a store's lock file until it execs; closing a store releases its
+/// lock for that child too, so nothing here needs to retry.)
 pub fn open_store(dir: &Path, options: Options) -> strata::Result<Store> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match Store::open(dir, options.clone()) {
-            Err(strata::Error::Locked { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            other => return other,
-        }
-    }
+    Store::open(dir, options)
 }
 
 /// Runs strata-dump with `args`.
