@@ -519,8 +519,7 @@ pub(crate) fn salvage_end(bytes: &[u8]) -> usize {
 fn make_durable(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<()> {
     for (_, name) in &listing.segments {
         let path = dir.join(name);
-        let file = storage.open(&path).map_err(|e| Error::io(&path, e))?;
-        file.sync_data().map_err(|e| Error::io(&path, e))?;
+        storage.sync_file(&path).map_err(|e| Error::io(&path, e))?;
     }
     storage.sync_dir(dir).map_err(|e| Error::io(dir, e))
 }

@@ -129,6 +129,22 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Makes a file's data durable (`fdatasync`) without writing to it: what a previous
+    /// writer may have left only in the page cache. The default opens the file for writing
+    /// and syncs it; [`FsStorage`] opens it read-only, so that files made read-only (sealed
+    /// segments, say) can be synced too.
+    ///
+    /// ```
+    /// use strata::{FsStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("f");
+    /// std::fs::write(&path, b"hello")?;
+    /// FsStorage.sync_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        self.open(path)?.sync_data()
+    }
     /// Takes an exclusive lock on `path` (created if missing) until the returned guard is
     /// dropped; `Ok(None)` when another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>>;
@@ -254,6 +270,10 @@ impl Storage for FsStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_data()
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
