@@ -52,6 +52,32 @@ fn open(c: &mut Criterion) {
         // open takes the directory lock.
         b.iter_batched(|| (), |()| Store::open(dir.path(), fixture::options(Durability::Always)).expect("open"), BatchSize::PerIteration);
     });
+
+    // Writing the next checkpoint of that store once 1,000 events (100 new entities, never
+    // read) were appended since the last: what an automatic checkpoint costs in a long-lived
+    // store. The new entities' states are built from the log written since their creation.
+    let store = Store::open(dir.path(), fixture::options(Durability::Never)).expect("open");
+    let mut round = 0u64;
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("checkpoint_after_1k_new_events_on_210k", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                let batch = (0..1_000)
+                    .map(|i| {
+                        let id = format!("later_{round}_{}", i % 100);
+                        match i < 100 {
+                            true => strata::NewEvent::create("Contact", id, serde_json::json!({"name": "Later", "stage": "Lead", "n": i})),
+                            false => strata::NewEvent::update(id, serde_json::json!({"n": i})),
+                        }
+                    })
+                    .collect();
+                store.append_batch(batch).expect("append before the checkpoint");
+            },
+            |()| store.checkpoint().expect("checkpoint").expect("a checkpoint was written"),
+            BatchSize::PerIteration,
+        );
+    });
     group.finish();
 }
 

@@ -158,12 +158,27 @@ pub(crate) fn events(shared: &Shared, q: &crate::event_query::EventQuery) -> Res
 
 /// Materializes the current state of every entity that has none yet, in one sequential
 /// pass over the log (cheaper than one point read per event), keeping snapshots on the way.
+///
+/// The pass starts at the frame of the earliest creation among those entities, not at the
+/// start of the log: once a checkpoint has materialized every state, appends keep them
+/// current, and the entities the next checkpoint finds without one are those created since
+/// (a create does not build a state nobody has read). So each automatic checkpoint reads
+/// the log written since the one before, not the whole log again.
 pub(crate) fn materialize_all(shared: &Shared) -> Result<()> {
-    let (missing, frame_count) = {
+    let (missing, mut position, frame_count) = {
         let view = shared.view.read();
-        let missing: std::collections::HashSet<Arc<str>> =
-            view.index.entities.iter().filter(|(_, e)| e.current.is_none() && e.current_json.is_none()).map(|(id, _)| id.clone()).collect();
-        (missing, view.log.frames.len())
+        let mut first_seq = u64::MAX;
+        let missing: std::collections::HashSet<Arc<str>> = view
+            .index
+            .entities
+            .iter()
+            .filter(|(_, e)| e.current.is_none() && e.current_json.is_none())
+            .map(|(id, e)| {
+                first_seq = first_seq.min(e.versions.first().map_or(0, |v| v.seq));
+                id.clone()
+            })
+            .collect();
+        (missing, view.log.frame_position(first_seq), view.log.frames.len())
     };
     if missing.is_empty() {
         return Ok(());
@@ -171,7 +186,6 @@ pub(crate) fn materialize_all(shared: &Shared) -> Result<()> {
     let every = shared.options.snapshot_every_versions.max(1);
     type Folded = (Option<Entity>, Vec<(u64, Snapshot)>);
     let mut folded: std::collections::HashMap<Arc<str>, Folded> = std::collections::HashMap::new();
-    let mut position = 0;
     while position < frame_count {
         let frames = shared.view.read().log.frames_at(position, 64.min(frame_count - position));
         if frames.is_empty() {

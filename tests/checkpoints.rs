@@ -185,3 +185,58 @@ fn automatic_checkpoints_follow_the_event_count() {
     let store = Store::open(dir.path(), opts).unwrap();
     assert_eq!(store.get("a").unwrap().unwrap().state["balance"], 449);
 }
+
+/// A checkpoint written after an open with a checkpoint builds the states of the entities
+/// created since (a create builds no state until the entity is read) from the log, starting
+/// at the frame of the earliest such creation, in the middle of a batch here. The frame of
+/// that batch is then damaged: `get` still returns every entity's state, as the checkpoint
+/// recorded it (a state it lacked would be rebuilt from the damaged frame, an error), while
+/// the history that needs the frame reports the damage.
+#[test]
+fn a_later_checkpoint_builds_the_states_of_entities_created_since() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        for n in 0..3 {
+            store.append(NewEvent::create("Account", format!("a{n}"), json!({"balance": n, "owner": "x"}))).unwrap();
+        }
+        store.checkpoint().unwrap().unwrap();
+    }
+    let batch_seq = {
+        let store = Store::open(dir.path(), options()).unwrap();
+        store
+            .append_batch(vec![
+                NewEvent::update("a1", json!({"balance": 10})),
+                NewEvent::create("Account", "b1", json!({"balance": 5, "owner": "y"})),
+                NewEvent::update("b1", json!({"owner": null, "note": "moved"})),
+            ])
+            .unwrap();
+        let batch_seq = store.last_seq();
+        store.append(NewEvent::create("Account", "b2", json!({"balance": 7}))).unwrap();
+        store.append(NewEvent::update("b1", json!({"balance": 6}))).unwrap();
+        store.append(NewEvent::delete("a2")).unwrap();
+        store.checkpoint().unwrap().unwrap();
+        batch_seq
+    };
+    // Flip a byte in the last chunk payload of the batch's frame.
+    let frame = strata::inspect::Inspector::open(dir.path()).unwrap().frame(&strata::inspect::FrameLocator::Seq(batch_seq)).unwrap();
+    let mut bytes = std::fs::read(&frame.file).unwrap();
+    let at = (frame.offset + frame.bytes.len() as u64 - 3) as usize;
+    bytes[at] ^= 0x40;
+    std::fs::write(&frame.file, bytes).unwrap();
+    let expected = [
+        ("a0", json!({"balance": 0, "owner": "x"}), 1, false),
+        ("a1", json!({"balance": 10, "owner": "x"}), 2, false),
+        ("a2", json!({"balance": 2, "owner": "x"}), 2, true),
+        ("b1", json!({"balance": 6, "note": "moved"}), 3, false),
+        ("b2", json!({"balance": 7}), 1, false),
+    ];
+    let (store, log) = logged(|| Store::open(dir.path(), options()).unwrap());
+    assert!(!log.contains("checkpoint"), "the newest checkpoint is used without a warning:\n{log}");
+    for (id, state, version, deleted) in expected {
+        let e = store.get(id).unwrap().unwrap_or_else(|| panic!("{id} is missing"));
+        assert_eq!((serde_json::Value::Object((*e.state).clone()), e.version, e.deleted), (state, version, deleted), "{id}");
+    }
+    let err = store.history("b1").unwrap_err();
+    assert!(matches!(err, strata::Error::Corruption { .. }), "the damaged frame is reported: {err:?}");
+}
