@@ -255,8 +255,9 @@ impl State {
         }
     }
 
-    /// The state after a power loss.
-    fn crash(&mut self) -> String {
+    /// The state after a power loss; `out_of_order` persists un-synced data page by page in
+    /// any order ([`crash_file_pages`]) instead of as a prefix ([`crash_file`]).
+    fn crash(&mut self, out_of_order: bool) -> String {
         let mut report = Vec::new();
         let names: BTreeSet<&PathBuf> = self.entries.keys().chain(self.durable_entries.keys()).collect();
         let reverted = names.into_iter().filter(|p| self.entries.get(*p) != self.durable_entries.get(*p)).count();
@@ -272,7 +273,8 @@ impl State {
             let name = self.entries.iter().find(|(_, i)| **i == inode).map(|(p, _)| p.display().to_string()).unwrap_or_default();
             let Some(mut file) = self.files.remove(&inode) else { continue };
             if !file.is_synced() {
-                report.push(format!("{name}: {}", crash_file(&mut file, &mut self.rng)));
+                let what = if out_of_order { crash_file_pages(&mut file, &mut self.rng) } else { crash_file(&mut file, &mut self.rng) };
+                report.push(format!("{name}: {what}"));
             }
             file.sync();
             self.files.insert(inode, file);
@@ -329,6 +331,39 @@ fn crash_file(file: &mut FileData, rng: &mut Rng) -> String {
     }
     file.current = Arc::new(bytes);
     what
+}
+
+/// The size of a page for [`crash_file_pages`]: the unit a disk persists as a whole.
+const PAGE_BYTES: usize = 4096;
+
+/// Decides what of one file's un-synced data survives a crash when the disk persists pages in
+/// any order (out-of-order writeback): each page that an un-synced write touched holds, at
+/// random, its new content or what it durably held (zeros past the durable end). The length
+/// is the new one or, where that is shorter (an un-synced truncation), either.
+fn crash_file_pages(file: &mut FileData, rng: &mut Rng) -> String {
+    let current = file.current.as_slice();
+    let durable = file.durable.as_slice();
+    let stable = file.stable_len.min(current.len());
+    let written_end = file.written_end.clamp(stable, current.len());
+    let len = if durable.len() > current.len() && rng.next().is_multiple_of(2) { durable.len() } else { current.len() };
+    let mut bytes: Vec<u8> = (0..len).map(|i| if i < current.len() { current[i] } else { durable[i] }).collect();
+    let (mut kept, mut lost) = (0, 0);
+    let mut page = stable / PAGE_BYTES * PAGE_BYTES;
+    while page < written_end.min(len) {
+        let end = (page + PAGE_BYTES).min(len);
+        // Bytes below `stable` are durable and the same in both versions.
+        if rng.next().is_multiple_of(2) {
+            kept += 1;
+        } else {
+            lost += 1;
+            for (i, b) in bytes[page..end].iter_mut().enumerate() {
+                *b = durable.get(page + i).copied().unwrap_or(0);
+            }
+        }
+        page = end;
+    }
+    file.current = Arc::new(bytes);
+    format!("out of order: {kept} un-synced pages kept, {lost} lost (of {stable}..{written_end}), length {len}")
 }
 
 /// Writes `data` at `start` of a file's current content (zero-filling any gap) and records
@@ -516,7 +551,39 @@ impl FaultStorage {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn crash(&self) -> String {
-        self.inner.state.lock().crash()
+        self.inner.state.lock().crash(false)
+    }
+
+    /// A power loss on a disk that writes pages back in any order: like
+    /// [`crash`](FaultStorage::crash), except that of each 4 KiB page an un-synced write
+    /// touched, the new content or the durable one survives, at random, whatever the other
+    /// pages do. A later page can so survive without an earlier one.
+    ///
+    /// ```
+    /// use strata::{FaultStorage, Storage};
+    /// let storage = FaultStorage::new(5);
+    /// storage.create_dir_all("/d".as_ref())?;
+    /// let file = storage.create_new("/d/a".as_ref())?;
+    /// file.sync_data()?;
+    /// storage.sync_dir("/d".as_ref())?;
+    /// file.append(&[7u8; 3 * 4096])?; // never synced
+    /// let mut outcomes = std::collections::BTreeSet::new();
+    /// for seed in 0..32 {
+    ///     let crashed = storage.fork();
+    ///     crashed.set_seed(seed);
+    ///     crashed.crash_out_of_order();
+    ///     let bytes = crashed.file_bytes("/d/a".as_ref()).unwrap();
+    ///     // Each page is whole: its new bytes or the durable ones (none: zeros).
+    ///     let pages: Vec<bool> = bytes.chunks(4096).map(|p| p.iter().all(|&b| b == 7)).collect();
+    ///     assert!(bytes.chunks(4096).zip(&pages).all(|(p, &kept)| kept || p.iter().all(|&b| b == 0)));
+    ///     outcomes.insert(pages);
+    /// }
+    /// // Among them, a lost first page with a later page kept.
+    /// assert!(outcomes.iter().any(|p| !p[0] && p[1..].iter().any(|&kept| kept)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn crash_out_of_order(&self) -> String {
+        self.inner.state.lock().crash(true)
     }
 
     /// Whether a crash now could lose or change anything (un-synced data or directory
