@@ -4,13 +4,18 @@
 //! could hold a preallocated zero tail): ten events over two segments (a 1 KiB segment size),
 //! with creates, a custom verb, a two-event batch, a caller-supplied id, delete, restore, a
 //! patch that removes a field, and a checkpoint at seq 6.
+//!
+//! `tests/fixtures/v2-store` holds the same events and checkpoint written by strata with
+//! format version 2 (before frames recorded how much of their segment was durable), and its
+//! active segment ends in 4 KiB of reserved zeros, as a crash leaves it.
 
 use std::path::Path;
 
 use serde_json::json;
 use strata::{EventQuery, NewEvent, Options, Recovery, Store, Timestamp};
 
-const FIXTURE: &str = "tests/fixtures/v1-store";
+/// The fixtures of earlier format versions, oldest first.
+const FIXTURES: [&str; 2] = ["tests/fixtures/v1-store", "tests/fixtures/v2-store"];
 /// 2026-01-01T00:00:00Z; the fixture's events are one second apart from it.
 const BASE_MICROS: i64 = 1_767_225_600_000_000;
 
@@ -36,9 +41,9 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_micros(BASE_MICROS + seconds * 1_000_000)
 }
 
-/// Checks every event of the version-1 fixture and every entity as it stood at its last
-/// event, exactly (later appends leave both as they were).
-fn assert_v1_content(store: &Store) {
+/// Checks every event of a fixture and every entity as it stood at its last event, exactly
+/// (later appends leave both as they were).
+fn assert_fixture_content(store: &Store) {
     let events = store.events(&EventQuery::new()).unwrap();
     let seen: Vec<_> = events
         .iter()
@@ -81,13 +86,13 @@ fn strict() -> Options {
 }
 
 #[test]
-fn a_version_1_store_opens_with_every_event_and_entity() {
-    for with_checkpoint in [true, false] {
-        let dir = copy_fixture(FIXTURE, with_checkpoint);
+fn stores_of_earlier_versions_open_with_every_event_and_entity() {
+    for (fixture, with_checkpoint) in FIXTURES.into_iter().flat_map(|f| [(f, true), (f, false)]) {
+        let dir = copy_fixture(fixture, with_checkpoint);
         let store = Store::open(dir.path(), strict()).unwrap();
         assert_eq!(store.last_seq(), 10);
         assert_eq!(store.stats().segments, 2);
-        assert_v1_content(&store);
+        assert_fixture_content(&store);
         for id in ["contact_1", "contact_2", "deal_1"] {
             assert_eq!(store.get(id).unwrap(), store.get_as_of(id, at(10)).unwrap());
         }
@@ -95,8 +100,14 @@ fn a_version_1_store_opens_with_every_event_and_entity() {
 }
 
 #[test]
-fn a_version_1_store_takes_appends_and_reopens() {
-    let dir = copy_fixture(FIXTURE, true);
+fn stores_of_earlier_versions_take_appends_and_reopen() {
+    for fixture in FIXTURES {
+        takes_appends_and_reopens(fixture);
+    }
+}
+
+fn takes_appends_and_reopens(fixture: &str) {
+    let dir = copy_fixture(fixture, true);
     {
         let store = Store::open(dir.path(), strict()).unwrap();
         let ev = store.append(NewEvent::create("Contact", "contact_3", json!({"name": "Carol"})).actor("agent_3")).unwrap();
@@ -120,5 +131,5 @@ fn a_version_1_store_takes_appends_and_reopens() {
         }
     }
     let store = Store::open(dir.path(), strict()).unwrap();
-    assert_v1_content(&store);
+    assert_fixture_content(&store);
 }
