@@ -13,10 +13,15 @@
 ///
 /// 1: the first format. 2: the active segment may end in reserved space (zeros up to the end
 /// of the file, see format-spec.md); a version-1 reader would take it for a torn tail.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: frames end with a `durable_to` mark (flag bit 0), which lets recovery tell pages that a
+/// crash wrote back out of order from corruption; a version-2 reader would refuse the flag.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The first format version whose active segment may end in reserved space.
 pub(crate) const RESERVED_SPACE_VERSION: u32 = 2;
+
+/// The first format version whose frames carry their `durable_to` mark.
+pub(crate) const DURABLE_MARK_VERSION: u32 = 3;
 
 /// The writer-lock file.
 pub const LOCK_FILE: &str = "LOCK";

@@ -7,7 +7,7 @@
 //!   8 base_seq u64      seq of the first record; the batch id
 //!  16 record_count u32
 //!  20 chunk_count u16
-//!  22 flags u16         0 in format versions 1 and 2
+//!  22 flags u16         bit 0: the frame ends with `durable_to` (format version 3); no others
 //!  24 min_ts i64        smallest record timestamp (microseconds)
 //!  32 max_ts i64        largest record timestamp
 //!  40 dict_id u32       dictionary used by codec-2 chunks (0: none)
@@ -15,6 +15,9 @@
 //!  48 chunk table       chunk_count entries of 16 bytes:
 //!       records u16 | codec u8 | reserved u8 | raw_len u32 | stored_len u32 | crc u32
 //!  .. chunk payloads    in table order, stored_len bytes each
+//!  .. durable_to u64    (flag bit 0) the offset up to which the segment was durable when
+//!                       the frame was written: what tells out-of-order writeback from
+//!                       corruption (format-spec.md, section 4.4)
 //! ```
 //! Records are split into chunks of about [`CHUNK_TARGET_RAW_BYTES`] so that reading one
 //! event decompresses one small chunk, not the whole batch. Each chunk's own CRC lets a
@@ -27,6 +30,10 @@ use crate::record::{self, Reader, RecordView};
 pub const FRAME_HEADER_BYTES: usize = 48;
 /// Bytes in one chunk-table entry.
 pub const CHUNK_ENTRY_BYTES: usize = 16;
+/// Flag bit: the frame ends with its `durable_to` mark (8 bytes, format version 3).
+pub const FLAG_DURABLE_MARK: u16 = 1;
+/// Bytes of the `durable_to` mark at the end of a frame that has one.
+pub const DURABLE_MARK_BYTES: usize = 8;
 /// The largest frame accepted (encoded).
 pub const MAX_FRAME_BYTES: u32 = 1 << 30;
 /// The largest total of uncompressed bytes in one frame.
@@ -78,6 +85,8 @@ pub struct FrameHeader {
     pub dict_id: u32,
     /// The sum of the chunks' uncompressed lengths.
     pub raw_len: u32,
+    /// The flags: [`FLAG_DURABLE_MARK`] or none.
+    pub flags: u16,
 }
 
 /// One entry of a frame's chunk table.
@@ -121,14 +130,13 @@ impl FrameHeader {
     /// the CRC: see [`verify_crc`].
     pub fn parse(bytes: &[u8]) -> Result<FrameHeader, &'static str> {
         let (h, flags) = Self::read_unchecked(bytes).ok_or("frame header is cut short")?;
-        if flags != 0 {
+        if flags & !FLAG_DURABLE_MARK != 0 {
             return Err("frame has unknown flags");
         }
         if h.len > MAX_FRAME_BYTES {
             return Err("frame length is over the limit");
         }
-        let table_end = FRAME_HEADER_BYTES + CHUNK_ENTRY_BYTES * usize::from(h.chunk_count);
-        if (h.len as usize) < table_end {
+        if (h.len as usize) < h.fixed_bytes() {
             return Err("frame length is shorter than its header and chunk table");
         }
         if h.record_count == 0 || h.chunk_count == 0 {
@@ -162,8 +170,24 @@ impl FrameHeader {
             max_ts: u64_at(bytes, 32) as i64,
             dict_id: u32_at(bytes, 40),
             raw_len: u32_at(bytes, 44),
+            flags: u16_at(bytes, 22),
         };
-        Some((h, u16_at(bytes, 22)))
+        Some((h, h.flags))
+    }
+
+    /// The frame's bytes other than chunk payloads: header, chunk table and the durable
+    /// mark if it has one.
+    fn fixed_bytes(&self) -> usize {
+        let mark = if self.flags & FLAG_DURABLE_MARK != 0 { DURABLE_MARK_BYTES } else { 0 };
+        FRAME_HEADER_BYTES + CHUNK_ENTRY_BYTES * usize::from(self.chunk_count) + mark
+    }
+
+    /// The frame's `durable_to` mark (`frame` is exactly `len` bytes): the offset up to which
+    /// its segment was durable when the writer wrote it. `None` for a frame without one
+    /// (format versions 1 and 2), which proves every byte before it was durable.
+    pub fn durable_to(&self, frame: &[u8]) -> Option<u64> {
+        let at = frame.len().checked_sub(DURABLE_MARK_BYTES)?;
+        (self.flags & FLAG_DURABLE_MARK != 0 && frame.len() >= self.fixed_bytes()).then(|| u64_at(frame, at))
     }
 
     /// The seq after this frame's last record.
@@ -194,7 +218,7 @@ pub fn chunk_table(frame: &[u8], header: &FrameHeader) -> Result<Vec<ChunkEntry>
         return Err("chunk table is cut short");
     }
     let mut entries = Vec::with_capacity(count);
-    let (mut records, mut stored, mut raw) = (0u64, table_end as u64, 0u64);
+    let (mut records, mut stored, mut raw) = (0u64, header.fixed_bytes() as u64, 0u64);
     for i in 0..count {
         let (e, reserved) = read_chunk_entry(frame, i).ok_or("chunk table is cut short")?;
         if e.records == 0 || e.codec > CODEC_ZSTD_DICT || reserved != 0 {
@@ -305,14 +329,16 @@ impl FrameEncoder {
     }
 
     /// Encodes `records` (which must be non-empty, with non-decreasing timestamps) as one
-    /// frame starting at `base_seq`, appending it to `out`. Returns the raw (uncompressed)
-    /// record bytes, for dictionary training.
+    /// frame starting at `base_seq`, appending it to `out`, with the `durable_to` mark when
+    /// given (format version 3). Returns the raw (uncompressed) record bytes, for dictionary
+    /// training.
     pub(crate) fn encode<'r>(
         &mut self,
         out: &mut Vec<u8>,
         base_seq: u64,
         records: impl Iterator<Item = RecordView<'r>> + Clone,
         salt: u64,
+        durable_to: Option<u64>,
     ) -> std::io::Result<usize> {
         let (min_ts, max_ts) = records.clone().fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.timestamp), hi.max(r.timestamp)));
         // Encode all records once, remembering where each chunk ends.
@@ -362,9 +388,15 @@ impl FrameEncoder {
             from = end;
         }
         self.raw = raw;
+        let mut flags = 0u16;
+        if let Some(mark) = durable_to {
+            out.extend_from_slice(&mark.to_le_bytes());
+            flags |= FLAG_DURABLE_MARK;
+        }
         let len = (out.len() - start) as u32;
         let h = &mut out[start..];
         h[0..4].copy_from_slice(&len.to_le_bytes());
+        h[22..24].copy_from_slice(&flags.to_le_bytes());
         h[8..16].copy_from_slice(&base_seq.to_le_bytes());
         h[16..20].copy_from_slice(&(count as u32).to_le_bytes());
         h[20..22].copy_from_slice(&(bounds.len() as u16).to_le_bytes());

@@ -224,7 +224,9 @@ pub fn sample_frame(count: usize, with_dictionary: bool) -> Vec<u8> {
     if with_dictionary && encoder.use_dictionary(FUZZ_DICT_ID, fuzz_dictionary()).is_err() {
         return out;
     }
-    if !records.is_empty() && encoder.encode(&mut out, 1, records.iter().copied(), FUZZ_SALT).is_err() {
+    if !records.is_empty()
+        && encoder.encode(&mut out, 1, records.iter().copied(), FUZZ_SALT, count.is_multiple_of(2).then_some(64)).is_err()
+    {
         out.clear();
     }
     out

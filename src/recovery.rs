@@ -288,9 +288,11 @@ pub(crate) fn replay(
                 let (frame, decoded) = match item {
                     Ok(f) => f,
                     Err(bad) => {
+                        // Torn unless a later frame proves the bad bytes were durable
+                        // (format-spec.md, section 10).
                         let torn = last
                             && sealed.is_none()
-                            && segment::find_valid_frame_after(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
+                            && segment::frame_proving_damage(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
                         out.damage = Some(Damage { torn_tail: torn, ..damage_at(bad.offset, bad.reason, out.next_seq) });
                         out.tail = Some(active);
                         return Ok(out);
@@ -598,6 +600,9 @@ fn finish_open(
         }
     }
     .reserving(options.segment_size_bytes);
+    // Open synced every segment before replaying (`make_durable`): all of it is durable.
+    let mut active = active;
+    active.durable_to = active.len;
     let mut encoder = FrameEncoder::new(options.compression_level).map_err(|e| Error::io(dir, e))?;
     let dict_ids = dicts.ids();
     if let Some(&id) = dict_ids.iter().filter(|&&id| id > 0).max() {

@@ -357,6 +357,26 @@ pub fn find_valid_frame_after(bytes: &[u8], salt: u64, from: usize, min_seq: u64
     })
 }
 
+/// Looks for a frame after the bad one at `bad` that proves the bad bytes were durable
+/// before it was written, and returns its offset: then the damage is corruption, not a torn
+/// write. A valid frame proves it unless it carries a `durable_to` mark at or before `bad`
+/// (format version 3): such a frame was written while the bad bytes were not yet synced, so
+/// a crash could keep it and lose them (out-of-order writeback). A frame without the mark
+/// (format versions 1 and 2) always proves it, as it did before the mark existed.
+pub fn frame_proving_damage(bytes: &[u8], salt: u64, bad: usize, min_seq: u64) -> Option<u64> {
+    let mut from = bad;
+    loop {
+        let at = find_valid_frame_after(bytes, salt, from, min_seq)?;
+        let pos = at as usize;
+        let header = FrameHeader::parse(&bytes[pos..]).ok()?;
+        let frame = &bytes[pos..pos + header.len as usize];
+        match header.durable_to(frame) {
+            Some(durable_to) if durable_to <= bad as u64 => from = pos + frame.len() - 1,
+            _ => return Some(at),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +392,57 @@ mod tests {
         let mut other = b;
         other[0] = b'X';
         assert_eq!(SegmentHeader::parse(&other), Err(HeaderError::BadMagic));
+    }
+
+    /// A segment of one-record frames at seqs 1.. whose durable marks are `marks` (`None`:
+    /// no mark, as in format version 2), with each frame's offset.
+    fn segment_with_marks(salt: u64, marks: &[Option<u64>]) -> (Vec<u8>, Vec<usize>) {
+        let mut bytes = vec![0u8; SEGMENT_HEADER_BYTES];
+        let mut offsets = Vec::new();
+        let mut encoder = frame::FrameEncoder::new(3).unwrap();
+        for (i, mark) in marks.iter().enumerate() {
+            let data = format!("{{\"n\":{i}}}");
+            let rec = crate::record::RecordView {
+                entity: "e",
+                event_type: "E.Created",
+                version: 1,
+                timestamp: i as i64,
+                actor: None,
+                id: None,
+                data: data.as_bytes(),
+                metadata: None,
+            };
+            offsets.push(bytes.len());
+            encoder.encode(&mut bytes, i as u64 + 1, std::iter::once(rec), salt, *mark).unwrap();
+        }
+        (bytes, offsets)
+    }
+
+    #[test]
+    fn a_later_frame_proves_damage_durable_only_if_its_mark_is_past_it() {
+        let salt = 42;
+        let damage = |bytes: &mut Vec<u8>, at: usize| bytes[at + 10] ^= 0x10;
+        // Frames 2 and 3 were written before frame 1 was synced (marks at 64): frame 1 lost
+        // in a crash is a torn write whatever survived after it.
+        let (mut bytes, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
+        damage(&mut bytes, at[0]);
+        assert_eq!(frame_proving_damage(&bytes, salt, at[0], 1), None);
+        // Frame 3 was written after a sync that covered frames 1 and 2: damage to either is
+        // corruption, proven by frame 3.
+        let (_, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
+        let (mut bytes, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(at[2] as u64)]);
+        for bad in [0, 1] {
+            let mut damaged = bytes.clone();
+            damage(&mut damaged, at[bad]);
+            assert_eq!(frame_proving_damage(&damaged, salt, at[bad], 1 + bad as u64), Some(at[2] as u64), "frame {bad}");
+        }
+        // A frame without a mark (format version 2) always proves it.
+        let (mut v2, at) = segment_with_marks(salt, &[None, None]);
+        damage(&mut v2, at[0]);
+        assert_eq!(frame_proving_damage(&v2, salt, at[0], 1), Some(at[1] as u64));
+        // Nothing valid after the damage: nothing proves it.
+        damage(&mut bytes, at[1]);
+        assert_eq!(frame_proving_damage(&bytes[..at[1] + 30], salt, at[1], 2), None);
     }
 
     #[test]

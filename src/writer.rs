@@ -82,6 +82,9 @@ pub(crate) struct ActiveSegment {
     pub(crate) raw_bytes: u64,
     /// The seq after the segment's last frame.
     pub(crate) next_seq: u64,
+    /// The offset up to which the segment is known durable (synced): the `durable_to` mark of
+    /// the frames written next (format version 3).
+    pub(crate) durable_to: u64,
 }
 
 impl ActiveSegment {
@@ -100,6 +103,7 @@ impl ActiveSegment {
             max_ts: i64::MIN,
             raw_bytes: 0,
             next_seq,
+            durable_to: len,
         }
     }
 
@@ -672,6 +676,7 @@ impl Writer {
             self.active.file.sync_data().map_err(|e| Error::io(&self.active.handle.path, e))?;
             self.last_sync = started.elapsed();
             self.dirty = false;
+            self.active.durable_to = self.active.len;
         }
         Ok(())
     }
@@ -735,6 +740,7 @@ impl Writer {
                 return Err(err);
             }
             self.dirty = false;
+            self.active.durable_to = self.active.len;
         }
         Ok(())
     }
@@ -749,6 +755,11 @@ impl Writer {
             raw_bytes: self.active.raw_bytes,
             frames: std::mem::take(&mut self.active.frames),
         };
+        // The frames are made durable before the trailer is written (a no-op with
+        // `Durability::Always`, which synced them already): a sealed segment never holds a
+        // frame that was not durable when it was sealed, so a bad frame in one is always
+        // corruption, even after a crash that wrote pages back out of order.
+        self.flush(&[], true)?;
         // The trailer goes right after the last frame (into the reserved space, reserving no
         // more) and the reserved space after it is cut off: a sealed segment ends with its
         // footer. One sync covers both.
@@ -773,7 +784,9 @@ impl Writer {
     }
 
     fn encode<'r>(&mut self, buf: &mut Vec<u8>, base_seq: u64, records: impl Iterator<Item = RecordView<'r>> + Clone) -> Result<usize> {
-        self.encoder.encode(buf, base_seq, records, self.active.handle.header.salt).map_err(|e| Error::io(&self.active.handle.path, e))
+        let header = &self.active.handle.header;
+        let mark = (header.format_version >= format::DURABLE_MARK_VERSION).then_some(self.active.durable_to);
+        self.encoder.encode(buf, base_seq, records, header.salt, mark).map_err(|e| Error::io(&self.active.handle.path, e))
     }
 
     fn sample(&mut self) {

@@ -286,7 +286,7 @@ fn a_store_with_a_newer_format_version_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     drop(seeded(dir.path()));
     // Segment header: version at 8, CRC of [0, 60) at 60.
-    patch_version(&first_segment(dir.path()), 3, 60, &[]);
+    patch_version(&first_segment(dir.path()), 4, 60, &[]);
     let before = dir_sizes(dir.path());
     let bytes_before = std::fs::read(first_segment(dir.path())).unwrap();
     for recovery in [strata::Recovery::TolerateTornTail, strata::Recovery::Strict, strata::Recovery::SalvagePrefix] {
@@ -294,7 +294,7 @@ fn a_store_with_a_newer_format_version_is_refused_and_left_alone() {
         match err {
             Error::UnsupportedVersion { path, found, supported } => {
                 assert_eq!(path, first_segment(dir.path()));
-                assert_eq!((found, supported), (3, 2));
+                assert_eq!((found, supported), (4, 3));
             }
             other => panic!("{recovery:?}: expected UnsupportedVersion, got {other:?}"),
         }
@@ -320,7 +320,7 @@ fn a_dictionary_with_a_newer_format_version_is_refused_as_unsupported() {
     let body = std::fs::read(&dict).unwrap()[24..].to_vec();
     patch_version(&dict, 7, 20, &body);
     let err = Store::open(dir.path(), Options::default()).unwrap_err();
-    assert!(matches!(err, Error::UnsupportedVersion { found: 7, supported: 2, .. }), "{err:?}");
+    assert!(matches!(err, Error::UnsupportedVersion { found: 7, supported: 3, .. }), "{err:?}");
 }
 
 #[test]

@@ -123,10 +123,12 @@ fn non_zero_bytes_after_the_zeros_are_judged_as_before() {
     assert_eq!(Store::open(dir.path(), options(Recovery::TolerateTornTail)).unwrap().last_seq(), 10);
     assert_eq!(std::fs::metadata(&segment).unwrap().len() as usize, data_end);
 
-    // A valid frame after the zeros: corruption, whatever the recovery mode short of salvage.
+    // Zeros followed by a valid frame that proves them durable (its durable mark is past
+    // them: it was written after they were synced): corruption, whatever the recovery mode
+    // short of salvage.
     let original = tempfile::tempdir().unwrap();
     let store = Store::open(original.path(), options(Recovery::Strict)).unwrap();
-    for i in 0..11 {
+    for i in 0..12 {
         store.append(event(i)).unwrap();
     }
     let (dir, segment, _) = copy_while_open(original.path());
@@ -135,15 +137,23 @@ fn non_zero_bytes_after_the_zeros_are_judged_as_before() {
     let (eleventh, end10) = (frames[10].clone(), frames[9].offset + frames[9].len);
     assert_eq!(eleventh.offset, end10);
     drop(store);
-    // Move the 11th frame 4 KiB further into the reserved space.
-    let frame_bytes = bytes[eleventh.offset..eleventh.offset + eleventh.len].to_vec();
     let mut damaged = bytes.clone();
-    damaged.resize(damaged.len().max(end10 + 4096 + frame_bytes.len() + 512), 0);
-    damaged[end10..end10 + frame_bytes.len()].fill(0);
-    damaged[end10 + 4096..end10 + 4096 + frame_bytes.len()].copy_from_slice(&frame_bytes);
+    damaged[end10..end10 + eleventh.len].fill(0);
     std::fs::write(&segment, &damaged).unwrap();
     let reason = expect_corruption(dir.path(), Recovery::TolerateTornTail, &segment, end10 as u64);
     assert!(!reason.contains("torn tail"), "{reason}");
+
+    // The same zeros followed by a valid frame written before they were synced (the 11th
+    // frame moved 4 KiB further, its mark the end of the 10th): what a crash that wrote the
+    // pages back out of order leaves, a torn tail the default recovery cuts.
+    let frame_bytes = bytes[eleventh.offset..eleventh.offset + eleventh.len].to_vec();
+    let mut moved = bytes[..frames[11].offset].to_vec();
+    moved.resize(end10 + 4096 + frame_bytes.len() + 512, 0);
+    moved[end10..end10 + frame_bytes.len()].fill(0);
+    moved[end10 + 4096..end10 + 4096 + frame_bytes.len()].copy_from_slice(&frame_bytes);
+    std::fs::write(&segment, &moved).unwrap();
+    expect_corruption(dir.path(), Recovery::Strict, &segment, end10 as u64);
+    assert_eq!(Store::open(dir.path(), options(Recovery::TolerateTornTail)).unwrap().last_seq(), 10);
 }
 
 /// Reserved space is written (zeros), not only allocated: frames then overwrite blocks the

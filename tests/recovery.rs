@@ -16,8 +16,12 @@ fn options(recovery: Recovery) -> Options {
 }
 
 /// Writes a store of `count` single-event commits (one frame each) into `dir`.
+/// Writes `count` single events, each synced (`Durability::Always`), so that every frame's
+/// durable mark is the end of the frame before it: damage to any frame but the last is
+/// proven durable by the frame after it (format-spec.md, section 10).
 fn write_store(dir: &Path, count: usize, segment_size_bytes: u64) {
-    let store = Store::open(dir, Options { segment_size_bytes, ..options(Recovery::Strict) }).unwrap();
+    let options = Options { segment_size_bytes, durability: Durability::Always, ..options(Recovery::Strict) };
+    let store = Store::open(dir, options).unwrap();
     store.append(NewEvent::create("Contact", "c0", json!({"name": "Alice", "n": 0}))).unwrap();
     for i in 1..count {
         if i % 5 == 0 {

@@ -147,8 +147,8 @@ impl Follower {
                 let frame = match item {
                     Ok(f) => ScannedFrame { offset: base + f.offset, ..f },
                     Err(bad) => {
-                        let valid_after = segment::find_valid_frame_after(&tail, header.salt, bad.offset as usize, self.next_seq);
-                        if trailer.is_some() || valid_after.is_some() {
+                        let proof = segment::frame_proving_damage(&tail, header.salt, bad.offset as usize, self.next_seq);
+                        if trailer.is_some() || proof.is_some() {
                             return Err(Error::corruption(&self.path, base + bad.offset, bad.reason));
                         }
                         return Ok(count); // a write in flight: next time

@@ -53,7 +53,8 @@ pub struct FrameFields {
     pub record_count: u32,
     /// Chunks in the frame (offset 20, u16).
     pub chunk_count: u16,
-    /// Flags, always 0 in this format version (offset 22, u16).
+    /// Flags (offset 22, u16): bit 0, the frame ends with its 8-byte durable mark (format
+    /// version 3); no other bit is valid.
     pub flags: u16,
     /// The smallest record timestamp, microseconds since the epoch (offset 24, i64).
     pub min_ts: i64,
@@ -75,6 +76,26 @@ impl FrameFields {
     /// ```
     pub fn crc_matches(&self) -> bool {
         self.computed_crc == Some(self.crc)
+    }
+
+    /// The frame's durable mark (format-spec.md, section 4.4), read from the last 8 of the
+    /// frame's `bytes` as stored: `None` when its flags say it has none or `bytes` is not the
+    /// whole frame.
+    ///
+    /// ```
+    /// # let f = strata::inspect::FrameFields { len: 72, crc: 1, computed_crc: None, base_seq: 1, record_count: 1,
+    /// #   chunk_count: 1, flags: 1, min_ts: 0, max_ts: 0, dict_id: 0, raw_len: 8 };
+    /// let mut frame = vec![0u8; 64];
+    /// frame.extend_from_slice(&640u64.to_le_bytes());
+    /// assert_eq!(f.durable_mark(&frame), Some(640));
+    /// assert_eq!(f.durable_mark(&frame[..70]), None);
+    /// ```
+    pub fn durable_mark(&self, bytes: &[u8]) -> Option<u64> {
+        if self.flags & frame::FLAG_DURABLE_MARK == 0 || bytes.len() != self.len as usize {
+            return None;
+        }
+        let at = bytes.len().checked_sub(frame::DURABLE_MARK_BYTES)?;
+        Some(frame::read_u64(bytes, at))
     }
 }
 

@@ -377,8 +377,11 @@ impl Inspector {
             summary.reserved_bytes = scan.reserved_bytes();
             let Some(bad) = bad else { break };
             whole = false;
-            let after = segment::find_valid_frame_after(seg.bytes, header.salt, bad.offset as usize, next_seq);
-            let torn = seg.last && sealed.is_none() && after.is_none();
+            // The same rule as recovery: a torn tail unless a later frame proves the bad bytes
+            // were durable. Frames after a torn tail are not committed: no resync past it.
+            let proof = segment::frame_proving_damage(seg.bytes, header.salt, bad.offset as usize, next_seq);
+            let torn = seg.last && sealed.is_none() && proof.is_none();
+            let after = if torn { None } else { segment::find_valid_frame_after(seg.bytes, header.salt, bad.offset as usize, next_seq) };
             if torn {
                 // A partial frame: what follows its last non-zero byte is reserved space.
                 let data_end = if reserving { segment::end_before_zeros(seg.bytes).max(bad.offset as usize) } else { len };

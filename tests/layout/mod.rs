@@ -59,6 +59,10 @@ pub fn trailer_index_offset(bytes: &[u8]) -> Option<usize> {
 
 /// The frames of a segment's bytes, walking the length fields from the header on.
 pub fn frames_in(bytes: &[u8]) -> Vec<Frame> {
+    // A file shorter than a header is a segment whose creation was cut short: no frames.
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return Vec::new();
+    }
     assert_eq!(&bytes[..8], b"STRATSEG", "not a segment");
     let end = trailer_index_offset(bytes).unwrap_or(bytes.len());
     let mut out = Vec::new();

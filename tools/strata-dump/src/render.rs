@@ -303,7 +303,7 @@ pub(crate) fn frame(out: &mut Out<'_>, d: &FrameDump, max_bytes: usize) -> io::R
         ("+8", "base_seq", "u64", f.base_seq.to_string(), String::new()),
         ("+16", "record_count", "u32", f.record_count.to_string(), seqs),
         ("+20", "chunk_count", "u16", f.chunk_count.to_string(), String::new()),
-        ("+22", "flags", "u16", f.flags.to_string(), String::new()),
+        ("+22", "flags", "u16", f.flags.to_string(), durable_mark(&f, &d.bytes)),
         ("+24", "min_ts", "i64", f.min_ts.to_string(), Timestamp::from_micros(f.min_ts).to_rfc3339()),
         ("+32", "max_ts", "i64", f.max_ts.to_string(), Timestamp::from_micros(f.max_ts).to_rfc3339()),
         ("+40", "dict_id", "u32", f.dict_id.to_string(), dict),
@@ -380,4 +380,13 @@ pub(crate) fn repair(out: &mut Out<'_>, r: &RepairReport) -> io::Result<()> {
     }
     writeln!(out, "total: {} bytes in {} piece{}", r.cut_bytes(), r.cut.len(), if r.cut.len() == 1 { "" } else { "s" })?;
     if r.dry_run { writeln!(out, "dry run: nothing was changed") } else { writeln!(out, "repaired: the store opens again") }
+}
+
+/// What the flags say: the durable mark at the end of the frame (format version 3), if any.
+fn durable_mark(f: &strata::inspect::FrameFields, bytes: &[u8]) -> String {
+    match (f.flags & 1 != 0, f.durable_mark(bytes)) {
+        (_, Some(to)) => format!("durable mark: durable_to {to} (the frame's last 8 bytes)"),
+        (true, None) => "durable mark (the file ends before it)".into(),
+        (false, None) => String::new(),
+    }
 }
