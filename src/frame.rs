@@ -129,8 +129,8 @@ impl FrameHeader {
     /// Parses and sanity-checks a header from the first bytes of a frame. It does not check
     /// the CRC: see [`verify_crc`].
     pub fn parse(bytes: &[u8]) -> Result<FrameHeader, &'static str> {
-        let (h, flags) = Self::read_unchecked(bytes).ok_or("frame header is cut short")?;
-        if flags & !FLAG_DURABLE_MARK != 0 {
+        let h = Self::read_unchecked(bytes).ok_or("frame header is cut short")?;
+        if h.flags & !FLAG_DURABLE_MARK != 0 {
             return Err("frame has unknown flags");
         }
         if h.len > MAX_FRAME_BYTES {
@@ -154,9 +154,9 @@ impl FrameHeader {
         Ok(h)
     }
 
-    /// Reads the header fields and the flags as stored, without any check (`None` when
-    /// fewer than [`FRAME_HEADER_BYTES`] are given): for showing a damaged frame.
-    pub(crate) fn read_unchecked(bytes: &[u8]) -> Option<(FrameHeader, u16)> {
+    /// Reads the header fields as stored, without any check (`None` when fewer than
+    /// [`FRAME_HEADER_BYTES`] are given): for showing a damaged frame.
+    pub(crate) fn read_unchecked(bytes: &[u8]) -> Option<FrameHeader> {
         if bytes.len() < FRAME_HEADER_BYTES {
             return None;
         }
@@ -172,7 +172,7 @@ impl FrameHeader {
             raw_len: u32_at(bytes, 44),
             flags: u16_at(bytes, 22),
         };
-        Some((h, h.flags))
+        Some(h)
     }
 
     /// The frame's bytes other than chunk payloads: header, chunk table and the durable

@@ -591,7 +591,7 @@ fn finish_open(
         replayed.index.store_id = replayed.store_id;
     }
     let needs_new_segment = replayed.last_sealed || replayed.tail.is_none();
-    let active = match replayed.tail.take() {
+    let mut active = match replayed.tail.take() {
         Some(tail) if !needs_new_segment => tail,
         _ => {
             let (handle, file) = writer::create_segment(&storage, dir, replayed.store_id, replayed.next_seq)?;
@@ -601,7 +601,6 @@ fn finish_open(
     }
     .reserving(options.segment_size_bytes);
     // Open synced every segment before replaying (`make_durable`): all of it is durable.
-    let mut active = active;
     active.durable_to = active.len;
     let mut encoder = FrameEncoder::new(options.compression_level).map_err(|e| Error::io(dir, e))?;
     let dict_ids = dicts.ids();

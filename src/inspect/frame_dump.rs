@@ -210,8 +210,8 @@ impl Inspector {
         let salt = header.as_ref().map_or_else(|_| frame::read_u64(&bytes, 32), |h| h.salt);
         let rest = &bytes[start..];
         let unchecked = FrameHeader::read_unchecked(rest);
-        let frame_bytes = unchecked.map_or(rest, |(h, _)| rest.get(..h.len as usize).unwrap_or(rest));
-        let fields = unchecked.map(|(h, flags)| FrameFields {
+        let frame_bytes = unchecked.map_or(rest, |h| rest.get(..h.len as usize).unwrap_or(rest));
+        let fields = unchecked.map(|h| FrameFields {
             len: h.len,
             crc: h.crc,
             computed_crc: frame_bytes
@@ -221,7 +221,7 @@ impl Inspector {
             base_seq: h.base_seq,
             record_count: h.record_count,
             chunk_count: h.chunk_count,
-            flags,
+            flags: h.flags,
             min_ts: h.min_ts,
             max_ts: h.max_ts,
             dict_id: h.dict_id,
