@@ -292,7 +292,7 @@ pub(crate) fn replay(
                         // (format-spec.md, section 10).
                         let torn = last
                             && sealed.is_none()
-                            && segment::frame_proving_damage(&bytes, header.salt, bad.offset as usize, out.next_seq).is_none();
+                            && segment::frame_proving_damage(&bytes, 0, header.salt, bad.offset as usize, out.next_seq).is_none();
                         out.damage = Some(Damage { torn_tail: torn, ..damage_at(bad.offset, bad.reason, out.next_seq) });
                         out.tail = Some(active);
                         return Ok(out);

@@ -363,7 +363,11 @@ pub fn find_valid_frame_after(bytes: &[u8], salt: u64, from: usize, min_seq: u64
 /// (format version 3): such a frame was written while the bad bytes were not yet synced, so
 /// a crash could keep it and lose them (out-of-order writeback). A frame without the mark
 /// (format versions 1 and 2) always proves it, as it did before the mark existed.
-pub fn frame_proving_damage(bytes: &[u8], salt: u64, bad: usize, min_seq: u64) -> Option<u64> {
+///
+/// `bytes` holds the segment from file offset `base` on (0: the whole file); `bad` and the
+/// offset returned are offsets in `bytes`, while the marks are the file's offsets.
+pub fn frame_proving_damage(bytes: &[u8], base: u64, salt: u64, bad: usize, min_seq: u64) -> Option<u64> {
+    let bad_in_file = base.checked_add(bad as u64)?;
     let mut from = bad;
     loop {
         let at = find_valid_frame_after(bytes, salt, from, min_seq)?;
@@ -371,7 +375,7 @@ pub fn frame_proving_damage(bytes: &[u8], salt: u64, bad: usize, min_seq: u64) -
         let header = FrameHeader::parse(&bytes[pos..]).ok()?;
         let frame = &bytes[pos..pos + header.len as usize];
         match header.durable_to(frame) {
-            Some(durable_to) if durable_to <= bad as u64 => from = pos + frame.len() - 1,
+            Some(durable_to) if durable_to <= bad_in_file => from = pos + frame.len() - 1,
             _ => return Some(at),
         }
     }
@@ -426,23 +430,30 @@ mod tests {
         // in a crash is a torn write whatever survived after it.
         let (mut bytes, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
         damage(&mut bytes, at[0]);
-        assert_eq!(frame_proving_damage(&bytes, salt, at[0], 1), None);
+        assert_eq!(frame_proving_damage(&bytes, 0, salt, at[0], 1), None);
         // Frame 3 was written after a sync that covered frames 1 and 2: damage to either is
         // corruption, proven by frame 3.
         let (_, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
-        let (mut bytes, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(at[2] as u64)]);
+        let (bytes, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(at[2] as u64)]);
         for bad in [0, 1] {
             let mut damaged = bytes.clone();
             damage(&mut damaged, at[bad]);
-            assert_eq!(frame_proving_damage(&damaged, salt, at[bad], 1 + bad as u64), Some(at[2] as u64), "frame {bad}");
+            assert_eq!(frame_proving_damage(&damaged, 0, salt, at[bad], 1 + bad as u64), Some(at[2] as u64), "frame {bad}");
         }
-        // A frame without a mark (format version 2) always proves it.
-        let (mut v2, at) = segment_with_marks(salt, &[None, None]);
-        damage(&mut v2, at[0]);
-        assert_eq!(frame_proving_damage(&v2, salt, at[0], 1), Some(at[1] as u64));
+        // Only the segment's tail at hand (the follower reads from its position on): the
+        // offsets are the tail's, the marks the file's.
+        let mut damaged = bytes.clone();
+        damage(&mut damaged, at[1]);
+        assert_eq!(frame_proving_damage(&damaged[at[1]..], at[1] as u64, salt, 0, 2), Some((at[2] - at[1]) as u64));
         // Nothing valid after the damage: nothing proves it.
-        damage(&mut bytes, at[1]);
-        assert_eq!(frame_proving_damage(&bytes[..at[1] + 30], salt, at[1], 2), None);
+        assert_eq!(frame_proving_damage(&damaged[..at[2] + 30], 0, salt, at[1], 2), None);
+        let (mut unsynced, unsynced_at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
+        damage(&mut unsynced, unsynced_at[1]);
+        assert_eq!(frame_proving_damage(&unsynced[unsynced_at[1]..], unsynced_at[1] as u64, salt, 0, 2), None);
+        // A frame without a mark (format version 2) always proves it.
+        let (mut v2, v2_at) = segment_with_marks(salt, &[None, None]);
+        damage(&mut v2, v2_at[0]);
+        assert_eq!(frame_proving_damage(&v2, 0, salt, v2_at[0], 1), Some(v2_at[1] as u64));
     }
 
     #[test]

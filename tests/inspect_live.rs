@@ -333,3 +333,40 @@ fn a_read_that_a_write_overtook_is_read_again_and_damage_that_stays_is_reported(
     assert_eq!((&problem.file, problem.offset, problem.torn_tail), (&segment, 64, false));
     drop(store);
 }
+
+/// A frame lost by a crash that kept the frame after it (out-of-order writeback), in the
+/// part of the newest segment the follower has not read yet: recovery calls it a torn tail
+/// (the later frame's durable mark is at the lost frame), and so must the follower, whose
+/// reads start past the segment's first frames. It waits, as for a write in flight.
+#[test]
+fn the_follower_takes_a_lost_unsynced_frame_for_a_torn_tail_as_recovery_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { durability: Durability::Never, ..Options::default() };
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    store.append(NewEvent::create("Item", "a", json!({"n": 1}))).unwrap();
+    store.append(NewEvent::create("Item", "b", json!({"n": 2}))).unwrap();
+    drop(store); // closed: the segment ends at its frames
+    let segment = dir.path().join("00000000000000000001.seg");
+    let lost_at = std::fs::metadata(&segment).unwrap().len();
+    // Reopened: open synced the segment, so the next frames carry the mark `lost_at`.
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    let mut follower = Follower::new(dir.path(), None).unwrap();
+    assert_eq!(follower.next_seq(), 3);
+    store.append(NewEvent::create("Item", "c", json!({"n": 3}))).unwrap();
+    store.append(NewEvent::create("Item", "d", json!({"n": 4}))).unwrap();
+    drop(store);
+    // The crash kept the fourth frame and lost the head of the third (a page never written).
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[lost_at as usize..lost_at as usize + 48].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let copy = tempfile::tempdir().unwrap();
+    for name in ["00000000000000000001.seg", "LOCK"] {
+        std::fs::copy(dir.path().join(name), copy.path().join(name)).unwrap();
+    }
+    let reopened = Store::open(copy.path(), options).expect("recovery: a torn tail");
+    assert_eq!(reopened.events(&EventQuery::new()).unwrap().len(), 2);
+    let report = Inspector::open(dir.path()).unwrap().verify(None).unwrap();
+    assert!(report.problems.iter().all(|p| p.torn_tail), "{report:?}");
+    assert_eq!(follower.poll(&mut |_| Ok(())).expect("the follower: a torn tail, not corruption"), 0);
+}

@@ -147,7 +147,7 @@ impl Follower {
                 let frame = match item {
                     Ok(f) => ScannedFrame { offset: base + f.offset, ..f },
                     Err(bad) => {
-                        let proof = segment::frame_proving_damage(&tail, header.salt, bad.offset as usize, self.next_seq);
+                        let proof = segment::frame_proving_damage(&tail, base, header.salt, bad.offset as usize, self.next_seq);
                         if trailer.is_some() || proof.is_some() {
                             return Err(Error::corruption(&self.path, base + bad.offset, bad.reason));
                         }

@@ -69,7 +69,7 @@ pub(super) fn damage_in(tail: &[u8], base: u64, header: &SegmentHeader, from: us
         Err(bad) => Some(bad),
     })?;
     let at = bad.offset as usize;
-    match segment::frame_proving_damage(tail, header.salt, at, next_seq) {
+    match segment::frame_proving_damage(tail, base, header.salt, at, next_seq) {
         Some(after) => Some(at..after as usize),
         None if trailer.is_some() => Some(at..end),
         None => None, // a torn tail: a write in flight, or what a crash left
