@@ -147,8 +147,10 @@ pub(crate) fn load_dictionaries(storage: &dyn Storage, dir: &Path, listing: &Lis
 pub(crate) fn load_dictionary(storage: &dyn Storage, dir: &Path, id: u32, name: &str) -> Result<Vec<u8>> {
     let path = dir.join(name);
     // Read as a copy, not mapped: the bytes are copied out below anyway, and the inspector
-    // loads dictionaries this way without the lock.
-    let bytes = storage.read_copy(&path).map_err(|e| Error::io(&path, e))?;
+    // loads dictionaries this way without the lock. No more than the largest dictionary file
+    // and a byte: a longer file is damage (its length does not match), whatever its size.
+    let most = (dictionary::DICT_HEADER_BYTES + dictionary::MAX_DICT_BYTES as usize + 1) as u64;
+    let bytes = storage.read_copy_at(&path, 0, most).map_err(|e| Error::io(&path, e))?;
     if let Some(found) = dictionary::newer_version(&bytes) {
         return Err(Error::UnsupportedVersion { path, found, supported: format::FORMAT_VERSION });
     }

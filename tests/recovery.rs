@@ -452,6 +452,24 @@ fn a_damaged_dictionary_is_corruption_naming_it() {
     }
 }
 
+/// A dictionary file grown far past any dictionary (here a sparse 1 TiB file) is damage
+/// like any other: open reads no more of it than a dictionary can take, and reports it.
+#[test]
+fn a_dictionary_file_far_over_the_size_limit_is_corruption_not_an_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), options(Recovery::Strict)).unwrap());
+    let dict = dir.path().join("dict-0000000001.zdict");
+    std::fs::File::create(&dict).unwrap().set_len(1 << 40).unwrap();
+    for recovery in [Recovery::TolerateTornTail, Recovery::SalvagePrefix] {
+        match Store::open(dir.path(), options(recovery)) {
+            Err(Error::Corruption { path, .. }) => assert_eq!(path, dict),
+            other => panic!("expected Corruption of the dictionary, got {other:?}"),
+        }
+    }
+    let report = strata::inspect::Inspector::open(dir.path()).unwrap().verify(None).unwrap();
+    assert!(report.problems.iter().any(|p| p.file == dict), "{report:?}");
+}
+
 #[test]
 fn leftover_temporary_files_are_removed_on_open() {
     let dir = tempfile::tempdir().unwrap();
