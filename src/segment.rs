@@ -357,28 +357,63 @@ pub fn find_valid_frame_after(bytes: &[u8], salt: u64, from: usize, min_seq: u64
     })
 }
 
-/// Looks for a frame after the bad one at `bad` that proves the bad bytes were durable
-/// before it was written, and returns its offset: then the damage is corruption, not a torn
-/// write. A valid frame proves it unless it carries a `durable_to` mark at or before `bad`
-/// (format version 3): such a frame was written while the bad bytes were not yet synced, so
-/// a crash could keep it and lose them (out-of-order writeback). A frame without the mark
-/// (format versions 1 and 2) always proves it, as it did before the mark existed.
+/// The unit a lost write leaves behind: a write the disk never got reads as the zeros the
+/// reserved space held, sector by sector (format-spec.md, section 10).
+pub const SECTOR_BYTES: u64 = 512;
+
+/// Looks for proof that the bad frame at `bad`, followed by valid frames, is damage to bytes
+/// that were written rather than a write the disk never got, and returns the offset of the
+/// first valid frame after it: then the damage is corruption, not a torn write. `None` when
+/// nothing valid follows or nothing proves it.
+///
+/// Proof is either of:
+/// - a later valid frame without a `durable_to` mark (format versions 1 and 2), or with one
+///   past `bad` (version 3): it was written after the bad bytes were synced;
+/// - the bad bytes hold no sector that reads as all zeros (a whole sector, or the rest of the
+///   sector `bad` is in): a write lost by a crash that kept a later one (out-of-order
+///   writeback) leaves zeros, while a flipped bit in written bytes leaves none.
 ///
 /// `bytes` holds the segment from file offset `base` on (0: the whole file); `bad` and the
 /// offset returned are offsets in `bytes`, while the marks are the file's offsets.
 pub fn frame_proving_damage(bytes: &[u8], base: u64, salt: u64, bad: usize, min_seq: u64) -> Option<u64> {
     let bad_in_file = base.checked_add(bad as u64)?;
-    let mut from = bad;
+    let first = find_valid_frame_after(bytes, salt, bad, min_seq)?;
+    let mut at = first;
     loop {
-        let at = find_valid_frame_after(bytes, salt, from, min_seq)?;
         let pos = at as usize;
         let header = FrameHeader::parse(&bytes[pos..]).ok()?;
         let frame = &bytes[pos..pos + header.len as usize];
         match header.durable_to(frame) {
-            Some(durable_to) if durable_to <= bad_in_file => from = pos + frame.len() - 1,
+            Some(durable_to) if durable_to <= bad_in_file => {}
             _ => return Some(at),
         }
+        match find_valid_frame_after(bytes, salt, pos + frame.len() - 1, min_seq) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
+    (!looks_unwritten(bytes, base, bad, first as usize)).then_some(first)
+}
+
+/// Whether the bad bytes `[bad, end)` (offsets in `bytes`, which starts at file offset
+/// `base`) hold a sector that reads as all zeros: a whole one, or the rest of the sector
+/// `bad` is in (a sector synced up to `bad` and lost after it). A sector that `end` splits
+/// is not one: the valid frame at `end` shows that sector was written.
+fn looks_unwritten(bytes: &[u8], base: u64, bad: usize, end: usize) -> bool {
+    let mut from = bad;
+    while from < end {
+        let in_file = base + from as u64;
+        let sector_end = (in_file / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        let to = (sector_end - base) as usize;
+        if to > end {
+            return false;
+        }
+        if bytes[from..to].iter().all(|&b| b == 0) {
+            return true;
+        }
+        from = to;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -426,11 +461,12 @@ mod tests {
     fn a_later_frame_proves_damage_durable_only_if_its_mark_is_past_it() {
         let salt = 42;
         let damage = |bytes: &mut Vec<u8>, at: usize| bytes[at + 10] ^= 0x10;
-        // Frames 2 and 3 were written before frame 1 was synced (marks at 64): frame 1 lost
-        // in a crash is a torn write whatever survived after it.
+        // Frames 2 and 3 were written before frame 1 was synced (marks at 64): no mark proves
+        // frame 1 durable, but a flipped bit (not the zeros of a lost write) proves it was
+        // written: damage, shown by the first valid frame after it.
         let (mut bytes, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
         damage(&mut bytes, at[0]);
-        assert_eq!(frame_proving_damage(&bytes, 0, salt, at[0], 1), None);
+        assert_eq!(frame_proving_damage(&bytes, 0, salt, at[0], 1), Some(at[1] as u64));
         // Frame 3 was written after a sync that covered frames 1 and 2: damage to either is
         // corruption, proven by frame 3.
         let (_, at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
@@ -449,11 +485,45 @@ mod tests {
         assert_eq!(frame_proving_damage(&damaged[..at[2] + 30], 0, salt, at[1], 2), None);
         let (mut unsynced, unsynced_at) = segment_with_marks(salt, &[Some(64), Some(64), Some(64)]);
         damage(&mut unsynced, unsynced_at[1]);
-        assert_eq!(frame_proving_damage(&unsynced[unsynced_at[1]..], unsynced_at[1] as u64, salt, 0, 2), None);
+        let tail = &unsynced[unsynced_at[1]..];
+        assert_eq!(frame_proving_damage(tail, unsynced_at[1] as u64, salt, 0, 2), Some((unsynced_at[2] - unsynced_at[1]) as u64));
         // A frame without a mark (format version 2) always proves it.
         let (mut v2, v2_at) = segment_with_marks(salt, &[None, None]);
         damage(&mut v2, v2_at[0]);
         assert_eq!(frame_proving_damage(&v2, 0, salt, v2_at[0], 1), Some(v2_at[1] as u64));
+    }
+
+    /// What a crash that writes pages back out of order leaves: the bytes of a lost write
+    /// read as zeros (the reserved space's), sector by sector, with later frames intact.
+    #[test]
+    fn zeros_where_no_mark_proves_the_bytes_durable_are_a_lost_write() {
+        let salt = 7;
+        let (bytes, at) = segment_with_marks(salt, &[Some(64); 24]);
+        let sector = SECTOR_BYTES as usize;
+        let next = |from: usize| at.iter().position(|&o| o >= from).expect("a frame past the offset");
+        assert!(next(3 * sector) + 1 < at.len(), "the frames span more than three sectors");
+        // The first sector synced up to frame 1 and lost after it: zeros to its end.
+        let mut lost = bytes.clone();
+        lost[at[1]..sector].fill(0);
+        assert_eq!(frame_proving_damage(&lost, 0, salt, at[1], 2), None);
+        // The same seen from the frame on, as the follower reads it.
+        assert_eq!(frame_proving_damage(&lost[at[1]..], at[1] as u64, salt, 0, 2), None);
+        // A whole sector lost in the middle of a frame that started in a sector kept.
+        let straddling = next(sector) - 1;
+        let mut lost = bytes.clone();
+        lost[sector..2 * sector].fill(0);
+        assert_eq!(frame_proving_damage(&lost, 0, salt, at[straddling], straddling as u64 + 1), None);
+        // A flipped bit in the frame that straddles the sector boundary: damage.
+        let mut flipped = bytes.clone();
+        flipped[sector] ^= 0x01;
+        let after = frame_proving_damage(&flipped, 0, salt, at[straddling], straddling as u64 + 1);
+        assert_eq!(after, Some(at[straddling + 1] as u64));
+        // Zeros in a sector that the valid frame after them shares were written as zeros: a
+        // lost write takes the whole rest of a sector.
+        let mut zeroed = bytes.clone();
+        zeroed[at[1]..at[2]].fill(0);
+        assert!(at[2] < sector);
+        assert_eq!(frame_proving_damage(&zeroed, 0, salt, at[1], 2), Some(at[2] as u64));
     }
 
     #[test]

@@ -352,12 +352,16 @@ fn the_follower_takes_a_lost_unsynced_frame_for_a_torn_tail_as_recovery_does() {
     let store = Store::open(dir.path(), options.clone()).unwrap();
     let mut follower = Follower::new(dir.path(), None).unwrap();
     assert_eq!(follower.next_seq(), 3);
-    store.append(NewEvent::create("Item", "c", json!({"n": 3}))).unwrap();
-    store.append(NewEvent::create("Item", "d", json!({"n": 4}))).unwrap();
+    for n in 3..=10 {
+        store.append(NewEvent::create("Item", format!("i{n}"), json!({"n": n}))).unwrap();
+    }
     drop(store);
-    // The crash kept the fourth frame and lost the head of the third (a page never written).
+    // The crash kept the later frames and lost the rest of the sector the third starts in
+    // (written back as the zeros it held when it was synced up to `lost_at`).
     let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[lost_at as usize..lost_at as usize + 48].fill(0);
+    let sector_end = (lost_at as usize / 512 + 1) * 512;
+    assert!(bytes.len() > sector_end + 200, "frames after the lost sector");
+    bytes[lost_at as usize..sector_end].fill(0);
     std::fs::write(&segment, &bytes).unwrap();
 
     let copy = tempfile::tempdir().unwrap();

@@ -194,6 +194,47 @@ fn bit_flip_in_a_middle_frame_of_the_last_segment_is_corruption_naming_file_and_
     }
 }
 
+/// `Durability::Never`: no frame's durable mark proves the frames before it durable (the
+/// store synced only when closed), yet a flipped bit in a middle frame is damage to bytes
+/// that were written, not the zeros a lost write leaves: corruption, as with marks. (Before
+/// the zeros rule, open cut the log there and dropped every synced event after it.)
+#[test]
+fn bit_flip_in_a_middle_frame_no_mark_covers_is_corruption() {
+    let original = tempfile::tempdir().unwrap();
+    let store = Store::open(original.path(), options(Recovery::Strict)).unwrap();
+    store.append(NewEvent::create("Contact", "c0", json!({"name": "Alice", "n": 0}))).unwrap();
+    for i in 1..40 {
+        store.append(NewEvent::update("c0", json!({"n": i, "note": format!("update number {i}")}))).unwrap();
+    }
+    store.sync().unwrap();
+    drop(store);
+    let seg = only_segment(original.path());
+    let middle = layout::frames(&seg)[2].clone();
+    for at in middle.offset..middle.offset + middle.len {
+        let dir = copy_of(original.path());
+        let seg = only_segment(dir.path());
+        flip(&seg, at);
+        for recovery in [Recovery::TolerateTornTail, Recovery::Strict] {
+            expect_corruption(dir.path(), recovery, &seg, Some(middle.offset as u64));
+        }
+        let report = strata::inspect::Inspector::open(dir.path()).unwrap().verify(None).unwrap();
+        assert!(report.problems.iter().any(|p| p.file == seg && !p.torn_tail), "flip at {at}: {report:?}");
+    }
+    // The zeros of a lost write there (the rest of the frame's first sector and everything
+    // after it up to the next sector) are a torn tail: the frames after it were written
+    // before it was synced, and a crash may keep them and lose it.
+    let dir = copy_of(original.path());
+    let seg = only_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let sector_end = (middle.offset / 512 + 1) * 512;
+    let frames = layout::frames(&seg);
+    assert!(frames.iter().any(|f| f.offset > sector_end), "frames past the zeroed sector");
+    bytes[middle.offset..sector_end].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    expect_corruption(dir.path(), Recovery::Strict, &seg, Some(middle.offset as u64));
+    opens_and_continues(dir.path(), Recovery::TolerateTornTail, 2);
+}
+
 #[test]
 fn a_damaged_segment_header_is_corruption_at_offset_zero() {
     let original = tempfile::tempdir().unwrap();
