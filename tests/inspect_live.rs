@@ -374,3 +374,37 @@ fn the_follower_takes_a_lost_unsynced_frame_for_a_torn_tail_as_recovery_does() {
     assert!(report.problems.iter().all(|p| p.torn_tail), "{report:?}");
     assert_eq!(follower.poll(&mut |_| Ok(())).expect("the follower: a torn tail, not corruption"), 0);
 }
+
+/// A sealed segment whose trailer is damaged (its CRC, or its magic, so that it does not
+/// even read as a trailer), with the log going on in later segments: the writer seals a
+/// segment before it creates the next, so nothing in it is in flight, and the follower
+/// reports the damage, as open does, instead of waiting for ever for a trailer.
+#[test]
+fn the_follower_reports_a_damaged_trailer_of_a_segment_the_writer_has_left() {
+    let original = tempfile::tempdir().unwrap();
+    let options = Options { durability: Durability::Never, segment_size_bytes: 4096, ..Options::default() };
+    let store = Store::open(original.path(), options.clone()).unwrap();
+    for n in 0..200 {
+        store.append(NewEvent::create("Item", format!("i{n}"), json!({"n": n, "pad": "x".repeat(40)}))).unwrap();
+    }
+    drop(store);
+    let first = "00000000000000000001.seg";
+    for from_end in [4, 64] {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(original.path()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        let segment = dir.path().join(first);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let at = bytes.len() - from_end;
+        bytes[at] ^= 0x01;
+        std::fs::write(&segment, &bytes).unwrap();
+        assert!(matches!(Store::open(dir.path(), options.clone()), Err(Error::Corruption { .. })), "open, {from_end} from the end");
+        let mut follower = Follower::new(dir.path(), Some(1)).unwrap();
+        match follower.poll(&mut |_| Ok(())) {
+            Err(Error::Corruption { path, .. }) => assert_eq!(path, segment, "{from_end} from the end"),
+            other => panic!("{from_end} from the end: expected Corruption of {}, got {other:?}", segment.display()),
+        }
+    }
+}

@@ -117,7 +117,7 @@ impl Follower {
         // Set once a later segment was seen while this one had no trailer: one more look
         // settles whether the trailer was being written or is missing.
         let mut next_segment_seen = false;
-        loop {
+        'look: loop {
             let header = match self.header {
                 Some(h) => h,
                 None => match self.read_header()? {
@@ -151,7 +151,19 @@ impl Follower {
                         if trailer.is_some() || proof.is_some() {
                             return Err(Error::corruption(&self.path, base + bad.offset, bad.reason));
                         }
-                        return Ok(count); // a write in flight: next time
+                        // A write in flight (next time), unless the writer has left this
+                        // segment: it seals a segment before it creates the next, so then
+                        // nothing here is in flight and the bad bytes (a damaged frame, or
+                        // a trailer that fails its checks) are damage. One more look first:
+                        // the seal may have completed since this read.
+                        if !self.later_segment_exists(header.base_seq)? {
+                            return Ok(count);
+                        }
+                        if next_segment_seen {
+                            return Err(Error::corruption(&self.path, base + bad.offset, bad.reason));
+                        }
+                        next_segment_seen = true;
+                        continue 'look;
                     }
                 };
                 if let Some(each) = each.as_mut().filter(|_| frame.header.next_seq() > self.first_seq) {
@@ -210,6 +222,13 @@ impl Follower {
             return Err(Error::corruption(&self.path, 16, reason));
         }
         Ok(Some(h))
+    }
+
+    /// Whether the directory holds a segment after the one starting at `base_seq`.
+    fn later_segment_exists(&self, base_seq: u64) -> Result<bool> {
+        let dir = &self.inspector.dir;
+        let names = self.inspector.storage.list_dir(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(names.iter().filter_map(|n| format::parse_segment_file_name(n)).any(|seq| seq > base_seq))
     }
 
     fn move_to_next_segment(&mut self) {
