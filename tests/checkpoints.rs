@@ -221,7 +221,9 @@ fn a_later_checkpoint_builds_the_states_of_entities_created_since() {
     // Flip a byte in the last chunk payload of the batch's frame.
     let frame = strata::inspect::Inspector::open(dir.path()).unwrap().frame(&strata::inspect::FrameLocator::Seq(batch_seq)).unwrap();
     let mut bytes = std::fs::read(&frame.file).unwrap();
-    let at = (frame.offset + frame.bytes.len() as u64 - 3) as usize;
+    let fields = frame.fields.as_ref().unwrap();
+    let mark = if fields.durable_mark(&frame.bytes).is_some() { 8 } else { 0 };
+    let at = (frame.offset + frame.bytes.len() as u64 - mark - 3) as usize;
     bytes[at] ^= 0x40;
     std::fs::write(&frame.file, bytes).unwrap();
     let expected = [

@@ -15,10 +15,10 @@ fn options(recovery: Recovery) -> Options {
     Options { recovery, durability: Durability::Never, ..Options::default() }
 }
 
-/// Writes a store of `count` single-event commits (one frame each) into `dir`.
-/// Writes `count` single events, each synced (`Durability::Always`), so that every frame's
-/// durable mark is the end of the frame before it: damage to any frame but the last is
-/// proven durable by the frame after it (format-spec.md, section 10).
+/// Writes a store of `count` single-event commits (one frame each) into `dir`, each synced
+/// (`Durability::Always`), so that every frame's durable mark is the end of the frame before
+/// it: damage to any frame but the last is proven durable by the frame after it
+/// (format-spec.md, section 10).
 fn write_store(dir: &Path, count: usize, segment_size_bytes: u64) {
     let options = Options { segment_size_bytes, durability: Durability::Always, ..options(Recovery::Strict) };
     let store = Store::open(dir, options).unwrap();

@@ -337,26 +337,43 @@ fn store_id_survives_reopen_and_generated_ids_still_resolve() {
 /// A child process forked while the store is open shares the descriptor of its `LOCK` file
 /// (and, with it, the lock) until it execs or exits; any thread of an application may fork
 /// one, to run a command say. Closing the store releases the lock for every holder, so the
-/// application can reopen the store at once, while the child still runs.
+/// application can reopen the store at once, while the child still runs (it exits only
+/// when told to, after the reopen).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_forked_child_holding_the_lock_descriptor_does_not_keep_a_closed_store_locked() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Options::default()).unwrap();
     store.append(NewEvent::create("Contact", "c1", json!({"name": "Alice"}))).unwrap();
-    // SAFETY: the child calls only async-signal-safe functions (`usleep`, `_exit`), as a
-    // forked child of a multi-threaded process must; it holds every inherited descriptor for
-    // half a second, then exits without running any destructor.
+    // The child holds its descriptors until the parent has reopened the store: it blocks
+    // reading a pipe that the parent writes to (or closes, by exiting) afterwards.
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is the two-element array pipe(2) fills.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe: {}", std::io::Error::last_os_error());
+    let (read_end, write_end) = (fds[0], fds[1]);
+    // SAFETY: the child calls only async-signal-safe functions (`close`, `read`, `_exit`), as
+    // a forked child of a multi-threaded process must, and exits without running any
+    // destructor; `byte` outlives the read.
     let child = unsafe { libc::fork() };
     assert!(child >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if child == 0 {
         unsafe {
-            libc::usleep(500_000);
+            libc::close(write_end);
+            let mut byte = 0u8;
+            libc::read(read_end, (&raw mut byte).cast(), 1);
             libc::_exit(0);
         }
     }
+    // SAFETY: closes the parent's copy of the read end, which nothing else uses.
+    unsafe { libc::close(read_end) };
     drop(store);
     let reopened = Store::open(dir.path(), Options::default());
+    // SAFETY: writes one byte from a live buffer to the pipe's write end, then closes it:
+    // the child, which held every inherited descriptor until now, exits.
+    unsafe {
+        libc::write(write_end, b"x".as_ptr().cast(), 1);
+        libc::close(write_end);
+    }
     let mut status = 0;
     // SAFETY: waits for the child forked above; `status` outlives the call.
     let waited = unsafe { libc::waitpid(child, &mut status, 0) };
