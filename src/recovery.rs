@@ -346,7 +346,7 @@ type Decoded = std::result::Result<(FoundFrame, std::result::Result<DecodedFrame
 /// Scans `bytes[from..end]` and decompresses each good frame on a scoped thread, handing the
 /// results over in order (in batches, to keep the hand-over cheap). The scan stops at the
 /// first bad frame, which is handed over last, or (with `reserved_tail`) at reserved space.
-/// Dropping the iterator stops the thread.
+/// Dropping the iterator stops the thread and waits for it to exit.
 fn decode_ahead<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     bytes: bytes::Bytes,
@@ -355,9 +355,9 @@ fn decode_ahead<'scope>(
     reserved_tail: bool,
     next_seq: u64,
     dicts: &'scope Dictionaries,
-) -> impl Iterator<Item = Decoded> + 'scope {
+) -> DecodeAhead<'scope> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
-    scope.spawn(move || {
+    let thread = scope.spawn(move || {
         let (mut batch, mut raw) = (Vec::new(), 0usize);
         let scan = FrameScan::new(&bytes, salt, from, end, next_seq);
         let scan = if reserved_tail { scan.with_reserved_tail() } else { scan };
@@ -377,7 +377,36 @@ fn decode_ahead<'scope>(
         }
         let _ = tx.send(batch);
     });
-    rx.into_iter().flatten()
+    DecodeAhead { frames: Some(rx.into_iter().flatten()), thread: Some(thread) }
+}
+
+/// The frames [`decode_ahead`]'s thread hands over, in order.
+struct DecodeAhead<'scope> {
+    frames: Option<std::iter::Flatten<std::sync::mpsc::IntoIter<Vec<Decoded>>>>,
+    thread: Option<std::thread::ScopedJoinHandle<'scope, ()>>,
+}
+
+impl Iterator for DecodeAhead<'_> {
+    type Item = Decoded;
+
+    fn next(&mut self) -> Option<Decoded> {
+        self.frames.as_mut()?.next()
+    }
+}
+
+impl Drop for DecodeAhead<'_> {
+    /// Closes the channel (the thread's next hand-over fails and it returns), then joins the
+    /// thread: unlike the end of `std::thread::scope`, which waits only for the closure, a
+    /// join waits for the thread to exit, thread-local destructors included, so nothing the
+    /// thread allocated outlives the replay. A panic in it is passed on, as the scope would.
+    fn drop(&mut self) {
+        self.frames = None;
+        if let Some(Err(panic)) = self.thread.take().map(|t| t.join())
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 /// The newest checkpoint that decodes and fits the log; damaged or stale ones are reported
