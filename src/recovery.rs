@@ -662,7 +662,7 @@ fn finish_open(
         bytes_since_checkpoint: 0,
     };
     let view = View { log: replayed.log, index: replayed.index, next_seq: replayed.next_seq, last_ts: replayed.last_ts };
-    Ok(Shared {
+    let shared = Shared {
         dir: dir.to_path_buf(),
         storage,
         options,
@@ -675,5 +675,7 @@ fn finish_open(
         checkpointing: Mutex::new(()),
         background: Mutex::new(None),
         _lock: lock,
-    })
+    };
+    shared.writer.lock().seal_older_version(&shared)?;
+    Ok(shared)
 }

@@ -745,6 +745,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Seals the active segment when it is of a format version before the durable mark (1
+    /// or 2) and holds frames, so that every frame written from now on carries the mark
+    /// (format-spec.md, sections 4.4 and 13). Called at open.
+    pub(crate) fn seal_older_version(&mut self, shared: &Shared) -> Result<()> {
+        if self.active.handle.header.format_version < format::DURABLE_MARK_VERSION && !self.active.frames.is_empty() {
+            self.roll(shared)?;
+        }
+        Ok(())
+    }
+
     /// Seals the active segment with its trailer and starts a new one.
     fn roll(&mut self, shared: &Shared) -> Result<()> {
         let trailer = Trailer {

@@ -91,11 +91,25 @@ fn stores_of_earlier_versions_open_with_every_event_and_entity() {
         let dir = copy_fixture(fixture, with_checkpoint);
         let store = Store::open(dir.path(), strict()).unwrap();
         assert_eq!(store.last_seq(), 10);
-        assert_eq!(store.stats().segments, 2);
         assert_fixture_content(&store);
         for id in ["contact_1", "contact_2", "deal_1"] {
             assert_eq!(store.get(id).unwrap(), store.get_as_of(id, at(10)).unwrap());
         }
+        // Open sealed the older-version active segment and started one of today's version,
+        // so that every frame written from now on carries its durable mark.
+        assert_eq!(store.stats().segments, 3, "{fixture}");
+        let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segments.sort();
+        let versions: Vec<u32> =
+            segments.iter().map(|p| u32::from_le_bytes(std::fs::read(p).unwrap()[8..12].try_into().unwrap())).collect();
+        let old = if fixture.contains("v1") { 1 } else { 2 };
+        assert_eq!(versions, [old, old, 3], "{fixture}");
+        let sealed = std::fs::read(&segments[1]).unwrap();
+        assert_eq!(&sealed[sealed.len() - 64..sealed.len() - 56], b"STRATEND", "{fixture}: the second segment is sealed");
     }
 }
 
