@@ -442,7 +442,9 @@ pub(crate) fn checkpoint_fits(
     if cp.segments.is_empty() || cp.segments.len() > bases.len() || cp.segments[..] != bases[..cp.segments.len()] {
         return Err(stale("its segments are not the store's"));
     }
-    if cp.tail.segment_no + 1 != cp.segments.len() {
+    // Fields read from the checkpoint can hold any value that passes its CRCs: no arithmetic
+    // on them may overflow (`segments` is not empty here).
+    if cp.tail.segment_no != cp.segments.len() - 1 {
         return Err(stale("its tail is not in its last segment"));
     }
     let Some(last) = cp.frames.last() else { return Err(stale("it has no frames")) };
@@ -461,7 +463,7 @@ pub(crate) fn checkpoint_fits(
     let frame_len = cp.tail.end_offset.checked_sub(last.offset()).ok_or_else(not_in_log)?;
     let frame = read(last.offset(), frame_len)?;
     match FrameScan::new(&frame, header.salt, 0, frame.len(), last.base_seq).next() {
-        Some(Ok(f)) if f.header.next_seq() == cp.seq + 1 && u64::from(f.header.len) == frame_len => Ok(()),
+        Some(Ok(f)) if cp.seq.checked_add(1) == Some(f.header.next_seq()) && u64::from(f.header.len) == frame_len => Ok(()),
         _ => Err(not_in_log()),
     }
 }

@@ -242,3 +242,51 @@ fn a_later_checkpoint_builds_the_states_of_entities_created_since() {
     let err = store.history("b1").unwrap_err();
     assert!(matches!(err, strata::Error::Corruption { .. }), "the damaged frame is reported: {err:?}");
 }
+
+/// A checkpoint that passes its CRCs but whose tail names segment `u64::MAX`, or whose seq
+/// is `u64::MAX`, made `checkpoint_fits` overflow (a panic with overflow checks, as in debug
+/// and fuzz builds) instead of being skipped as stale. A crash of the `checkpoint_open` fuzz
+/// target with the raw-body input embedded below (mode byte 1, then these bytes).
+#[test]
+fn checkpoint_whose_tail_segment_or_seq_overflows_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store_id, last_seq) = {
+        let store = Store::open(dir.path(), options()).unwrap();
+        for i in 0..3 {
+            store.append(NewEvent::create("Item", format!("i{i}"), json!({"n": i}))).unwrap();
+        }
+        assert!(store.checkpoint().unwrap().is_some());
+        (store.store_id().0, store.last_seq())
+    };
+    let own = checkpoints(dir.path()).pop().unwrap();
+    let own_bytes = std::fs::read(&own).unwrap();
+    std::fs::remove_file(&own).unwrap();
+    // The fuzz input after its mode byte: a checkpoint body (last_ts 0, snapshot_every 16)
+    // with one segment (base seq 1), one frame (seq 1, segment 0, offset 64), a tail in
+    // segment u64::MAX (a 10-byte varint) ending at offset 100, and nothing else.
+    #[rustfmt::skip]
+    const TAIL_IN_SEGMENT_U64_MAX: [u8; 46] = [
+        0, 0, 0, 0, 0, 0, 0, 0, 0x10, 1, 1, 1, 1, 0, 0x40,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x64,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let tail_overflows = strata::fuzzing::checkpoint_file(&TAIL_IN_SEGMENT_U64_MAX, last_seq, store_id);
+    // The store's own checkpoint, claiming to cover seq u64::MAX, checksums rewritten.
+    let mut seq_overflows = own_bytes;
+    seq_overflows[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    strata::fuzzing::reseal_checkpoint(&mut seq_overflows);
+    let cases =
+        [(last_seq, tail_overflows, "its tail is not in its last segment"), (u64::MAX, seq_overflows, "its last frame is not in the log")];
+    for (seq, file, reason) in cases {
+        let path = dir.path().join(strata::fuzzing::checkpoint_file_name(seq));
+        std::fs::write(&path, &file).unwrap();
+        let (store, log) = logged(|| Store::open(dir.path(), options()).unwrap());
+        assert_eq!(store.last_seq(), last_seq);
+        for i in 0..3 {
+            assert_eq!(store.get(&format!("i{i}")).unwrap().unwrap().state["n"], i);
+        }
+        assert!(log.contains("ignoring a damaged or stale checkpoint") && log.contains(reason), "seq {seq}: {log}");
+        drop(store);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

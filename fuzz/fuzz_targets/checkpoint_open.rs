@@ -7,7 +7,8 @@
 //! is a cache, not a proof), so then only a typed result and panic-free reads are required.
 //!
 //! Input: `mode u8 | bytes`. Mode bit 0: the bytes are a raw (uncompressed) body, wrapped in
-//! a valid header for the template store; bit 1: rewrite the checksums of the bytes.
+//! a valid header for the template store; bit 1: rewrite the checksums of the bytes (and
+//! the store id, to the template's).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -68,6 +69,11 @@ fuzz_target!(|data: &[u8]| {
     let (raw_body, reseal) = (mode & 1 != 0, mode & 2 != 0);
     let mut file = if raw_body { checkpoint_file(rest, t.last_seq, t.store_id) } else { rest.to_vec() };
     if reseal {
+        // The template's store id is random, chosen anew in each process, so no saved input
+        // carries it: write it in, or a resealed checkpoint never gets past the store-id check.
+        if let Some(id) = file.get_mut(24..32) {
+            id.copy_from_slice(&t.store_id.to_le_bytes());
+        }
         reseal_checkpoint(&mut file);
     }
     // The decoder alone: Ok or a reason, never a panic.
