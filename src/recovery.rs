@@ -448,6 +448,10 @@ pub(crate) fn checkpoint_fits(
         return Err(stale("its tail is not in its last segment"));
     }
     let Some(last) = cp.frames.last() else { return Err(stale("it has no frames")) };
+    // The last frame ends where the tail says the log went on: in the tail's segment.
+    if last.segment() != cp.tail.segment_no {
+        return Err(stale("its last frame is not in its tail's segment"));
+    }
     let (_, name) = &listing.segments[last.segment()];
     let path = dir.join(name);
     // Only the segment's header and the one frame are read, as copies: the segment may be

@@ -290,3 +290,25 @@ fn checkpoint_whose_tail_segment_or_seq_overflows_is_skipped() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// A checkpoint written at every point of a log that rolls segments (right after a roll
+/// too, when the newest segment may hold no frame yet) is used by the next open: no
+/// warning that it was skipped, and the store reads the same as one replayed from the log.
+#[test]
+fn a_checkpoint_written_around_segment_rolls_is_used() {
+    for n in 1..=40 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { segment_size_bytes: 1024, ..options() };
+        {
+            let store = Store::open(dir.path(), options.clone()).unwrap();
+            for i in 0..n {
+                store.append(NewEvent::create("Item", format!("i{i}"), json!({"n": i, "pad": "x".repeat(30)}))).unwrap();
+            }
+            assert_eq!(store.checkpoint().unwrap(), Some(n));
+        }
+        let (store, log) = logged(|| Store::open(dir.path(), options.clone()).unwrap());
+        assert!(!log.contains("checkpoint"), "after {n} events: the checkpoint was skipped:\n{log}");
+        assert_eq!(store.last_seq(), n);
+        assert_eq!(store.get(&format!("i{}", n - 1)).unwrap().unwrap().state["n"], n - 1);
+    }
+}
