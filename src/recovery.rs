@@ -290,7 +290,7 @@ pub(crate) fn replay(
                 let (frame, decoded) = match item {
                     Ok(f) => f,
                     Err(bad) => {
-                        // Torn unless a later frame proves the bad bytes were durable
+                        // Torn unless a later frame proves the bad bytes were written
                         // (format-spec.md, section 10).
                         let torn = last
                             && sealed.is_none()

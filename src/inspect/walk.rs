@@ -378,7 +378,8 @@ impl Inspector {
             let Some(bad) = bad else { break };
             whole = false;
             // The same rule as recovery: a torn tail unless a later frame proves the bad bytes
-            // were durable. Frames after a torn tail are not committed: no resync past it.
+            // were written (a durable mark past them, or no sector of zeros in them). Frames
+            // after a torn tail are not committed: no resync past it.
             let proof = segment::frame_proving_damage(seg.bytes, 0, header.salt, bad.offset as usize, next_seq);
             let torn = seg.last && sealed.is_none() && proof.is_none();
             let after = if torn { None } else { segment::find_valid_frame_after(seg.bytes, header.salt, bad.offset as usize, next_seq) };
