@@ -187,17 +187,16 @@ impl Follower {
                 Some(_) => self.move_to_next_segment(),
                 // No frame in it yet: the writer has just created it.
                 None if self.next_seq == header.base_seq => return Ok(count),
+                // No trailer: still being written, unless the writer has left the segment.
                 None => {
-                    let next = self.inspector.dir.join(format::segment_file_name(self.next_seq));
-                    match self.inspector.storage.file_len(&next) {
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(count),
-                        Err(e) => return Err(Error::io(&next, e)),
-                        Ok(_) if next_segment_seen => {
-                            let reason = "segment has no trailer but a later segment exists";
-                            return Err(Error::corruption(&self.path, base + tail.len() as u64, reason));
-                        }
-                        Ok(_) => next_segment_seen = true,
+                    if !self.later_segment_exists(header.base_seq)? {
+                        return Ok(count);
                     }
+                    if next_segment_seen {
+                        let reason = "segment has no trailer but a later segment exists";
+                        return Err(Error::corruption(&self.path, base + tail.len() as u64, reason));
+                    }
+                    next_segment_seen = true;
                 }
             }
         }
