@@ -114,8 +114,8 @@ impl Follower {
     /// a write.
     fn advance(&mut self, mut each: Option<&mut dyn FnMut(Event) -> Result<()>>) -> Result<u64> {
         let mut count = 0u64;
-        // Set once a later segment was seen while this one had no trailer: one more look
-        // settles whether the trailer was being written or is missing.
+        // Set once a later segment was seen while this one had no trailer or bad bytes: one
+        // more look settles whether they were being written or are damage.
         let mut next_segment_seen = false;
         'look: loop {
             let header = match self.header {
